@@ -1,0 +1,69 @@
+"""BUCC and Tatoeba: no target training; sentence embeddings of each encoder are retrieved.
+
+Rules: embed_sentences (once per encoder, every BUCC/Tatoeba sentence), mine_bucc (threshold on
+dev gold, applied to test), search_tatoeba (top-1 cosine). Both write XTREME predictions.
+"""
+
+
+rule embed_sentences:
+    input:
+        encoder=encoder_dir,
+        data=data_dirs(PLAN.retrieval_targets),
+    output:
+        directory("results/embeddings/{model}/{encoder}"),
+    params:
+        job=PLAN.retrieval_job(),
+    log:
+        "logs/embed_sentences/{model}/{encoder}.log",
+    benchmark:
+        "benchmarks/embed_sentences/{model}/{encoder}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/embed_sentences.py"
+
+
+rule mine_bucc:
+    input:
+        embeddings=rules.embed_sentences.output[0],
+        data=f"{DATA}/bucc2018",
+    output:
+        predictions=directory("results/retrieval/{model}/{encoder}/predictions/bucc2018"),
+        details="results/retrieval/{model}/{encoder}/bucc2018.json",
+    params:
+        job=PLAN.bucc_job() if "bucc2018" in PLAN.targets else {},
+    log:
+        "logs/mine_bucc/{model}/{encoder}.log",
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/mine_bucc.py"
+
+
+rule search_tatoeba:
+    input:
+        embeddings=rules.embed_sentences.output[0],
+    output:
+        predictions=directory("results/retrieval/{model}/{encoder}/predictions/tatoeba"),
+        details="results/retrieval/{model}/{encoder}/tatoeba.json",
+    params:
+        job=PLAN.tatoeba_job() if "tatoeba" in PLAN.targets else {},
+    log:
+        "logs/search_tatoeba/{model}/{encoder}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/search_tatoeba.py"

@@ -1,0 +1,9 @@
+"""Rule embed_sentences: BUCC and Tatoeba sentence embeddings of one encoder."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+pipeline.embed_sentences(snakemake.params.job, snakemake.input.encoder, "results/data", snakemake.output[0],
+                         snakemake.threads)

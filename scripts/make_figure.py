@@ -1,0 +1,8 @@
+"""Rule make_figure: heatmap of the gains over the baseline."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import figures, pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+figures.delta_heatmap(snakemake.input.delta, list(snakemake.output))

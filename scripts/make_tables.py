@@ -1,0 +1,14 @@
+"""Rule make_tables: the matrix, its deltas and per-target tables from per-run score files."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline, tables  # noqa: E402
+from xstilts.tasks import BASELINE  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+p = snakemake.params
+record = tables.make_tables(snakemake.input.scores, p.encoders, p.targets, p.seeds, Path(snakemake.output.provenance).parent,
+                            BASELINE, {"preset": p.preset, "model": p.model, "encoders": p.encoders, "targets": p.targets,
+                                       "seeds": p.seeds})
+pipeline.write_json(snakemake.output.provenance, record)

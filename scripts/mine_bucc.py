@@ -1,0 +1,10 @@
+"""Rule mine_bucc: BUCC bitext mining with the dev-tuned threshold applied to test."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+pipeline.mine_bucc(snakemake.params.job, Path(snakemake.input.data).parent, snakemake.input.embeddings,
+                   Path(snakemake.output.predictions).parent, snakemake.output.details)

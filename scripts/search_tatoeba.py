@@ -1,0 +1,10 @@
+"""Rule search_tatoeba: top-1 retrieval of Tatoeba translations."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+pipeline.search_tatoeba(snakemake.params.job, snakemake.input.embeddings, Path(snakemake.output.predictions).parent,
+                        snakemake.output.details)

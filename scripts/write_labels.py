@@ -1,0 +1,10 @@
+"""Rule write_labels: XTREME label files of one target from its canonical test data."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+data_root = Path(snakemake.input.data).parent
+pipeline.write_labels(snakemake.wildcards.target, snakemake.params.languages, data_root, Path(snakemake.output[0]).parent)

@@ -1,0 +1,217 @@
+"""Configuration: resolve a preset plus overrides, validate it, and report mistakes clearly.
+
+``resolve(raw)`` is what the Snakefile calls first: it checks the whole file against
+``schemas/config.schema.yaml`` (every preset as a complete experiment, top-level overrides as a
+partial one), deep-merges the overrides over the chosen preset, validates the result, and
+returns it. Any problem raises ``ConfigError`` with the key path, what is wrong and how to fix
+it, before a single job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from xstilts.tasks import INTERMEDIATE_TASKS, TARGET_TRAININGS
+
+OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "targets", "seeds", "retrieval")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where and how to fix it."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The config JSON schema (parsed once)."""
+    text = resources.files("xstilts").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _strip_required(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_required(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_strip_required(v) for v in node]
+    return node
+
+
+def _path(error: jsonschema.ValidationError, root: str) -> str:
+    parts = [root] if root else []
+    parts += [str(p) for p in error.absolute_path]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError, root: str) -> str:
+    where = _path(error, root)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = [k for k in error.instance if k not in allowed]
+        hints = []
+        for key in unexpected:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return f"unknown key {', '.join(hints)} in {where}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "propertyNames":
+        allowed = error.validator_value.get("enum", [])
+        close = difflib.get_close_matches(str(error.instance), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown name '{error.instance}' in {where}{hint}; allowed: {', '.join(map(str, allowed))}"
+    if error.validator == "enum":
+        close = difflib.get_close_matches(str(error.instance), [str(a) for a in error.validator_value], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return (f"{where}: {error.instance!r} is not allowed{hint}; "
+                f"choose one of: {', '.join(map(str, error.validator_value))}")
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message}"
+
+
+def _validate(instance: Any, sch: dict[str, Any], root: str) -> None:
+    validator = jsonschema.Draft202012Validator(sch)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # The deepest error is usually the most specific; oneOf errors are reported by context.
+        error = errors[0]
+        if error.context:
+            error = max(error.context, key=lambda e: len(e.absolute_path))
+        raise ConfigError(f"config: {_describe(error, root)}")
+
+
+def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def coerce(value: Any, node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Convert strings to the numbers, booleans or nulls the schema expects there.
+
+    ``snakemake --config key=value`` parses nested values (``seeds=[0,1,2]``) with every scalar
+    as a string; this restores their types. Strings that do not parse stay strings, so the
+    validator reports them.
+    """
+    node = _resolve_ref(node, root)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {}), root) for k, v in value.items()}
+    if isinstance(value, list):
+        items = node.get("items", {})
+        if not items:
+            for option in node.get("oneOf", []):
+                option = _resolve_ref(option, root)
+                if option.get("type") == "array":
+                    items = option.get("items", {})
+        return [coerce(v, items, root) for v in value]
+    if isinstance(value, str):
+        types = node.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        text = value.strip()
+        if "null" in types and text.lower() in ("null", "none", "~"):
+            return None
+        if "boolean" in types and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        for kind, convert in (("integer", int), ("number", float)):
+            if kind in types:
+                try:
+                    number = convert(text)
+                except ValueError:
+                    continue
+                return int(number) if kind == "number" and number.is_integer() and "." not in text and "e" not in text.lower() else number
+    return value
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in recursively (override wins; lists replace)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def hparam_defaults() -> dict[str, Any]:
+    """Default value of every hyperparameter, from the schema."""
+    props = schema()["$defs"]["hparams"]["properties"]
+    return {k: v.get("default") for k, v in props.items()}
+
+
+def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate the raw config and return the effective experiment (preset + overrides)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("config: empty configuration; pass config.yaml with --configfile")
+    sch = schema()
+    # 1. The file's shape, with every preset a complete experiment.
+    top = copy.deepcopy(sch)
+    for key in OVERRIDABLE:
+        top["properties"][key] = {}  # checked in step 2
+    overrides = {k: coerce(raw[k], sch["$defs"]["experiment"]["properties"][k], sch) for k in OVERRIDABLE if k in raw}
+    _validate({k: v for k, v in raw.items() if k not in OVERRIDABLE}, top, "")
+    # 2. Overrides: any subset of experiment keys, at any depth.
+    partial = _strip_required({"$defs": sch["$defs"], **sch["$defs"]["experiment"]})
+    _validate(overrides, partial, "")
+    presets = raw["presets"]
+    name = raw["preset"]
+    if name not in presets:
+        close = difflib.get_close_matches(name, list(presets), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"config: preset '{name}' is not defined{hint}; defined presets: {', '.join(presets)}")
+    exp = deep_merge(presets[name], overrides)
+    _validate(exp, {"$defs": sch["$defs"], **sch["$defs"]["experiment"]}, "")
+    _check_semantics(exp, name)
+    exp["preset"] = name
+    return exp
+
+
+def _check_semantics(exp: dict[str, Any], name: str) -> None:
+    """Checks JSON schema cannot express."""
+    langs = exp["languages"]
+    if langs != "all" and "en" not in langs:
+        raise ConfigError(f"config: languages of preset '{name}' must include 'en', the training language")
+    if exp["data"]["source"] == "synthetic" and "synthetic" not in exp["data"]:
+        raise ConfigError("config: data.source is 'synthetic' but data.synthetic is missing")
+    if exp["model"]["source"] == "pretrain":
+        if "pretrain" not in exp["model"]:
+            raise ConfigError("config: model.source is 'pretrain' but model.pretrain is missing")
+        p = exp["model"]["pretrain"]
+        if p["hidden_size"] % p["num_attention_heads"]:
+            raise ConfigError(
+                f"config: model.pretrain.hidden_size ({p['hidden_size']}) must be divisible by "
+                f"num_attention_heads ({p['num_attention_heads']})"
+            )
+    layer = exp["retrieval"].get("layer")
+    if layer is not None and exp["model"]["source"] == "pretrain":
+        depth = exp["model"]["pretrain"]["num_hidden_layers"]
+        if layer > depth:
+            raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
+    if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
+        raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
+
+
+def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dict[str, Any]:
+    """Effective hyperparameters: schema defaults < phase hparams < task_hparams[task]."""
+    section = exp["intermediate"] if phase == "intermediate" else exp["targets"]
+    if phase == "target" and task is not None and task not in TARGET_TRAININGS:
+        raise ConfigError(f"config: unknown target training {task!r}")
+    if phase == "intermediate" and task is not None and task not in INTERMEDIATE_TASKS and task != "multitask":
+        raise ConfigError(f"config: unknown intermediate task {task!r}")
+    hp = {**hparam_defaults(), **section["hparams"]}
+    if task is not None:
+        hp.update(section.get("task_hparams", {}).get(task, {}))
+    return hp
+
+
+def pretrain_hparams(exp: dict[str, Any]) -> dict[str, Any]:
+    return {**hparam_defaults(), **exp["model"]["pretrain"]["hparams"]}

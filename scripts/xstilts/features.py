@@ -1,0 +1,166 @@
+"""Tokenisation of canonical records into model features, one encoder per task format.
+
+Each ``encode_*`` returns an ``Encoded``: the features the model consumes plus, per feature,
+what is needed to map model outputs back to the examples (word ids for tagging, character
+offsets and example index for span QA windows). Label ids follow the order of ``labels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xstilts.tasks import CHOICE, PAIR, SPAN, TAGGING
+
+IGNORE = -100  # label id ignored by the loss (non-first sub-words, padding)
+
+
+@dataclass
+class Encoded:
+    """Model inputs for a list of examples and the bookkeeping to decode outputs."""
+
+    features: list[dict[str, Any]]
+    #: feature -> index of its example (span QA has several windows per example).
+    example_index: list[int] = field(default_factory=list)
+    #: tagging: per feature, the word index of each token (None for special/continuation tokens).
+    word_ids: list[list[int | None]] = field(default_factory=list)
+    #: span QA: per feature, the (start, end) character span of each context token, else None.
+    offsets: list[list[tuple[int, int] | None]] = field(default_factory=list)
+
+
+def encode(fmt: str, tokenizer: Any, records: list[dict[str, Any]], hp: dict[str, Any],
+           labels: tuple[str, ...] = (), train: bool = False) -> Encoded:
+    """Encode records of format ``fmt`` (see formats.py) for training or prediction."""
+    if fmt == PAIR:
+        return encode_pairs(tokenizer, records, hp["max_seq_length"], labels)
+    if fmt == CHOICE:
+        return encode_choices(tokenizer, records, hp["max_seq_length"])
+    if fmt == TAGGING:
+        return encode_tagging(tokenizer, records, hp["max_seq_length"], labels)
+    if fmt == SPAN:
+        return encode_spans(tokenizer, records, hp["max_seq_length"], hp["doc_stride"], hp["max_query_length"], train)
+    raise ValueError(f"no feature encoder for format {fmt!r}")
+
+
+def encode_pairs(tokenizer: Any, records: list[dict[str, Any]], max_length: int, labels: tuple[str, ...]) -> Encoded:
+    enc = tokenizer([r["sentence1"] for r in records], [r["sentence2"] for r in records],
+                    truncation=True, max_length=max_length)
+    label_id = {label: i for i, label in enumerate(labels)}
+    features = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label_id[r["label"]]}
+        for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], records)
+    ]
+    return Encoded(features, list(range(len(records))))
+
+
+def encode_choices(tokenizer: Any, records: list[dict[str, Any]], max_length: int) -> Encoded:
+    """Each choice is paired with the context (or, without context, the question).
+
+    With both a context and a question (Cosmos QA), the question is prefixed to every choice,
+    as in the transformers multiple-choice example.
+    """
+    firsts, seconds = [], []
+    for r in records:
+        first = r["context"] if r["context"] else r["question"]
+        prefix = r["question"] + " " if r["context"] and r["question"] else ""
+        for choice in r["choices"]:
+            firsts.append(first)
+            seconds.append(prefix + choice)
+    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    features, k = [], 0
+    for r in records:
+        n = len(r["choices"])
+        features.append({
+            "input_ids": enc["input_ids"][k : k + n],
+            "attention_mask": enc["attention_mask"][k : k + n],
+            "labels": r["label"],
+        })
+        k += n
+    return Encoded(features, list(range(len(records))))
+
+
+def encode_tagging(tokenizer: Any, records: list[dict[str, Any]], max_length: int, labels: tuple[str, ...]) -> Encoded:
+    """Label the first sub-word of every word; other sub-words are ignored by the loss."""
+    enc = tokenizer([r["tokens"] for r in records], is_split_into_words=True, truncation=True, max_length=max_length)
+    label_id = {label: i for i, label in enumerate(labels)}
+    features, all_word_ids = [], []
+    for i, r in enumerate(records):
+        word_ids = enc.word_ids(i)
+        first: list[int | None] = []
+        previous = None
+        for w in word_ids:
+            first.append(w if w is not None and w != previous else None)
+            previous = w
+        tag_ids = [label_id.get(r["tags"][w], IGNORE) if w is not None else IGNORE for w in first]
+        features.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": tag_ids})
+        all_word_ids.append(first)
+    return Encoded(features, list(range(len(records))), word_ids=all_word_ids)
+
+
+def _truncate_question(tokenizer: Any, question: str, max_query_length: int) -> tuple[str, int]:
+    """The question cut to ``max_query_length`` tokens, and its length in tokens."""
+    question = question.lstrip()
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= max_query_length:
+        return question, len(enc["input_ids"])
+    return question[: enc["offset_mapping"][max_query_length - 1][1]], max_query_length
+
+
+def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int, doc_stride: int,
+                 max_query_length: int, train: bool) -> Encoded:
+    """Sliding windows over the context (the transformers QA example's preprocessing).
+
+    Training windows that do not contain the answer, and unanswerable questions, point at the
+    first token (<s>), which is the "no answer" position.
+    """
+    truncated = [_truncate_question(tokenizer, r["question"], max_query_length) for r in records]
+    questions = [q for q, _ in truncated]
+    # Room for context in a window: what the longest question and <s> q </s></s> c </s> leave.
+    room = max_length - max(n for _, n in truncated) - tokenizer.num_special_tokens_to_add(pair=True)
+    if room < 8:
+        raise ValueError(f"max_seq_length {max_length} leaves {room} context tokens per window after the "
+                         f"questions (up to {max_query_length} tokens); raise max_seq_length or lower max_query_length")
+    enc = tokenizer(questions, [r["context"] for r in records], truncation="only_second", max_length=max_length,
+                    stride=min(doc_stride, room // 2), return_overflowing_tokens=True,
+                    return_offsets_mapping=True)
+    features, example_index, offsets = [], [], []
+    for i, ids in enumerate(enc["input_ids"]):
+        ex = enc["overflow_to_sample_mapping"][i]
+        seq = enc.sequence_ids(i)
+        context_offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], seq)]
+        feature = {"input_ids": ids, "attention_mask": enc["attention_mask"][i]}
+        if train:
+            start_pos = end_pos = 0
+            answers = records[ex]["answers"]
+            if answers["text"]:
+                a_start = answers["answer_start"][0]
+                a_end = a_start + len(answers["text"][0])
+                tokens = [k for k, o in enumerate(context_offsets) if o is not None]
+                if tokens and context_offsets[tokens[0]][0] <= a_start and context_offsets[tokens[-1]][1] >= a_end:
+                    start_pos = next(k for k in tokens if context_offsets[k][1] > a_start)
+                    end_pos = next(k for k in reversed(tokens) if context_offsets[k][0] < a_end)
+            feature["start_positions"] = start_pos
+            feature["end_positions"] = end_pos
+        features.append(feature)
+        example_index.append(ex)
+        offsets.append(context_offsets)
+    return Encoded(features, example_index, offsets=offsets)
+
+
+def encode_text(tokenizer: Any, lines: list[str], max_length: int) -> Encoded:
+    """Pack tokenised lines into blocks of ``max_length`` tokens for MLM (``<s> ... </s>``)."""
+    ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
+    stream: list[int] = []
+    for line_ids in ids:
+        stream.extend(line_ids)
+        stream.append(tokenizer.eos_token_id)
+    block = max_length - 2
+    features = []
+    for start in range(0, len(stream) - block + 1, block):
+        chunk = [tokenizer.bos_token_id, *stream[start : start + block], tokenizer.eos_token_id]
+        features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
+    if not features and stream:
+        chunk = [tokenizer.bos_token_id, *stream[:block], tokenizer.eos_token_id]
+        features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
+    return Encoded(features, list(range(len(features))))
+

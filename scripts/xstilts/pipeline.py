@@ -1,0 +1,403 @@
+"""Job-level functions: what each Snakemake rule does, with explicit arguments.
+
+Rule scripts in ``scripts/`` only unpack the ``snakemake`` object and call one function here,
+so every job can also be run (and tested) without Snakemake. ``job`` arguments are the
+per-job settings computed by ``Plan.*_job`` (passed to rules as params).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from xstilts import formats
+from xstilts.tasks import (
+    DATASETS,
+    INTERMEDIATE_TASKS,
+    PAIR,
+    SPAN,
+    TAGGING,
+    TARGET_TASKS,
+    TARGET_TRAININGS,
+    TEXT,
+    Source,
+    TrainingTask,
+)
+
+log = logging.getLogger("xstilts")
+
+
+# --------------------------------------------------------------------------------------------
+# Plumbing
+
+
+def setup_logging(log_file: str | Path | None) -> None:
+    """Log to the rule's log file (progress, metrics); warnings also go to stderr."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING if log_file else logging.INFO)
+    err.setFormatter(fmt)
+    root.addHandler(err)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
+def provenance(paths: list[str | Path]) -> dict[str, str]:
+    """sha256 of every input file, so a number can be traced to the exact files that made it."""
+    return {p: formats.sha256(p) for p in sorted(map(str, paths))}
+
+
+def _load_tokenizer(model_dir: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def _model_files(model_dir: str | Path) -> list[str]:
+    return sorted(str(p) for p in Path(model_dir).iterdir() if p.suffix in (".safetensors", ".json", ".model"))
+
+
+def _sources(pairs: list[list[str]]) -> list[Source]:
+    return [Source(dataset, split, lang) for dataset, split, lang in pairs]
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def make_demo_dataset(job: dict[str, Any], data_root: str | Path) -> list[str]:
+    """Generate one dataset of the embedded synthetic benchmark (all its languages and splits)."""
+    from xstilts import synthetic
+
+    spec = synthetic.SyntheticSpec(
+        seed=job["seed"],
+        layout={job["dataset"]: job["layout"]},
+        sizes={job["dataset"]: job["sizes"]},
+        bucc_distractor_ratio=job["bucc_distractor_ratio"],
+        code_switch_rate=job["code_switch_rate"],
+    )
+    written = synthetic.generate(spec, data_root)
+    log.info("wrote %d files of %s", len(written), job["dataset"])
+    return written
+
+
+def write_labels(target: str, languages: list[str], data_root: str | Path, label_dir: str | Path) -> list[str]:
+    """Write XTREME label files ``<label_dir>/<target>/test-<lang>.<ext>`` from canonical data."""
+    task = TARGET_TASKS[target]
+    written = []
+    for lang in languages:
+        path = formats.xtreme_file(label_dir, target, lang, task.ext)
+        files = formats.data_files(data_root, target, lang, "test")
+        if task.format == PAIR:
+            formats.write_xtreme_classification(path, [r["label"] for r in formats.read_dataset(data_root, target, lang, "test")])
+        elif task.format == TAGGING:
+            formats.write_xtreme_tagging(path, [r["tags"] for r in formats.read_dataset(data_root, target, lang, "test")])
+        elif task.format == SPAN:
+            formats.write_xtreme_qa_labels(path, formats.read_dataset(data_root, target, lang, "test"))
+        elif target == "bucc2018":
+            formats.write_xtreme_classification(path, [f"{s}\t{t}" for s, t in formats.read_pairs(files["gold"])])
+        elif target == "tatoeba":
+            # Canonical Tatoeba files are line-aligned: the gold of query i is line i.
+            formats.write_xtreme_classification(path, [str(i) for i in range(len(formats.read_lines(files["source"])))])
+        written.append(path)
+    return written
+
+
+def _labels(task: TrainingTask, train_records: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The closed label set of the task, or (CCG) the sorted tags seen in training."""
+    if task.dataset.labels:
+        return task.dataset.labels
+    if task.format == TAGGING:
+        return tuple(sorted({t for r in train_records for t in r["tags"]}))
+    return ()
+
+
+# --------------------------------------------------------------------------------------------
+# Phase 1 (demo): tokenizer and MLM pretraining
+
+
+def train_tokenizer(vocab_size: int, corpus_files: list[str], out_dir: str | Path) -> None:
+    from xstilts.pretrain import train_tokenizer as train
+
+    lines = [line for path in corpus_files for line in formats.read_lines(path)]
+    tokenizer = train(lines, vocab_size, out_dir)
+    log.info("tokenizer: %d pieces from %d lines", len(tokenizer), len(lines))
+
+
+def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: list[str], out_dir: str | Path,
+                 metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
+    """Train the tiny XLM-R-architecture masked LM (the demo's phase-1 model) and save it."""
+    from xstilts import features, training
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+    from xstilts.pretrain import model_config
+
+    training.configure_determinism(threads)
+    hp = job["hparams"]
+    tokenizer = _load_tokenizer(tokenizer_dir)
+    lines = [line for path in corpus_files for line in formats.read_lines(path)]
+    # Every 20th line is held out to select the checkpoint by dev MLM loss.
+    train_lines = [line for i, line in enumerate(lines) if i % 20]
+    dev_lines = [line for i, line in enumerate(lines) if i % 20 == 0]
+    task = training.TaskData(
+        "mlm", TEXT, "mlm_loss", hp,
+        train=features.encode_text(tokenizer, train_lines, hp["max_seq_length"]),
+        dev=[training.DevSet("mlm_corpus", [], features.encode_text(tokenizer, dev_lines, hp["max_seq_length"]))],
+    )
+    training.set_seed(job["seed"])
+    model = MultiTaskModel.build(model_config(tokenizer, job["architecture"]), {"mlm": HeadSpec(TEXT)})
+    inputs = provenance(corpus_files + _model_files(tokenizer_dir))
+    fp = training.fingerprint(phase="pretrain", job=job, inputs=inputs)
+    result = training.train(model, [task], tokenizer, hp, job["seed"], checkpoint_dir, fp)
+    model.save_head_model("mlm", out_dir, tokenizer)
+    write_json(metrics_path, {"phase": "pretrain", "job": job, "result": result, "inputs": inputs})
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Phases 2 and 3: fine-tuning
+
+
+def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, tokenizer: Any,
+               dev_sources: list[Source] | tuple[Source, ...]) -> Any:
+    from xstilts import features, training
+
+    train_records: list[dict[str, Any]] = []
+    for s in task.train:
+        train_records += formats.read_dataset(data_root, s.dataset, s.lang, s.split)
+    if hp.get("max_train_examples"):
+        train_records = train_records[: hp["max_train_examples"]]
+    labels = _labels(task, train_records)
+    dev_sets = []
+    for s in dev_sources:
+        records = formats.read_dataset(data_root, s.dataset, s.lang, s.split)
+        dev_sets.append(training.DevSet(f"{s.dataset}/{s.lang}/{s.split}", records,
+                                        features.encode(task.format, tokenizer, records, hp, labels)))
+    return training.TaskData(
+        task.name, task.format, task.metric, hp, labels,
+        train=features.encode(task.format, tokenizer, train_records, hp, labels, train=True),
+        dev=dev_sets,
+        allow_null=task.format == SPAN and any(DATASETS[s.dataset].unanswerable for s in task.train),
+    )
+
+
+def _data_files(data_root: str | Path, sources: list[Source]) -> list[str]:
+    return sorted({formats.data_file(data_root, s.dataset, s.lang, s.split) for s in sources})
+
+
+def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_root: str | Path, out_dir: str | Path,
+                          metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
+    """Phase 2: train the encoder on one intermediate task (or all of them, multi-task); save it."""
+    from xstilts import training
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+
+    training.configure_determinism(threads)
+    tokenizer = _load_tokenizer(encoder_dir)
+    tasks = [
+        _task_data(INTERMEDIATE_TASKS[n], job["task_hparams"][n], data_root, tokenizer, INTERMEDIATE_TASKS[n].dev)
+        for n in job["tasks"]
+    ]
+    training.set_seed(job["seed"])
+    model = MultiTaskModel.build(encoder_dir, {t.name: HeadSpec(t.format, t.labels) for t in tasks})
+    sources = [s for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev]
+    inputs = provenance(_data_files(data_root, sources) + _model_files(encoder_dir))
+    fp = training.fingerprint(phase="intermediate", job=job, inputs=inputs)
+    result = training.train(model, tasks, tokenizer, job["hparams"], job["seed"], checkpoint_dir, fp,
+                            examples_cap=job["examples_cap"])
+    model.save_encoder(out_dir, tokenizer)
+    write_json(metrics_path, {"phase": "intermediate", "job": job, "result": result, "inputs": inputs})
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, data_root: str | Path,
+                    model_dir: str | Path, metrics_path: str | Path, prediction_dir: str | Path,
+                    checkpoint_dir: str | Path, threads: int) -> list[str]:
+    """Phase 3: fine-tune on English target data, select on dev, predict every target language.
+
+    Predictions go to ``<prediction_dir>/<target>/test-<lang>.<ext>``, XTREME's layout, for
+    each target this training serves (SQuAD v1.1 serves XQuAD and MLQA).
+    """
+    from xstilts import features, training
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+
+    training.configure_determinism(threads)
+    task = TARGET_TRAININGS[job["training"]]
+    hp = job["hparams"]
+    tokenizer = _load_tokenizer(encoder_dir)
+    dev_sources = _sources(job["dev_sources"])
+    data = _task_data(task, hp, data_root, tokenizer, dev_sources)
+    training.set_seed(seed)
+    model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)})
+    test_files = [formats.data_file(data_root, t, lang, "test") for t, langs in job["predict"].items() for lang in langs]
+    inputs = provenance(_data_files(data_root, list(task.train) + dev_sources) + test_files + _model_files(encoder_dir))
+    fp = training.fingerprint(phase="target", job=job, seed=seed, inputs=inputs)
+    result = training.train(model, [data], tokenizer, hp, seed, checkpoint_dir, fp)
+    model.save_head_model(task.name, model_dir, tokenizer)
+    written, counts = [], {}
+    for target, langs in job["predict"].items():
+        ext = TARGET_TASKS[target].ext
+        for lang in langs:
+            records = formats.read_dataset(data_root, target, lang, "test")
+            encoded = features.encode(task.format, tokenizer, records, hp, data.labels)
+            preds = training.predict(model, data, records, encoded, tokenizer)
+            path = formats.xtreme_file(prediction_dir, target, lang, ext)
+            if task.format == PAIR:
+                formats.write_xtreme_classification(path, preds)
+            elif task.format == TAGGING:
+                formats.write_xtreme_tagging(path, preds)
+            else:
+                formats.write_xtreme_qa_predictions(path, preds)
+            written.append(path)
+            counts[f"{target}/{lang}"] = len(records)
+        log.info("predicted %s in %d languages", target, len(langs))
+    write_json(metrics_path, {"phase": "target", "job": job, "seed": seed, "result": result,
+                              "predicted_examples": counts, "inputs": inputs})
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval: embeddings, BUCC mining, Tatoeba search
+
+
+def retrieval_texts(data_root: str | Path, languages: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Sentence files to embed, keyed by the name of their embedding file (without .npy)."""
+    texts: dict[str, list[str]] = {}
+    for target, langs in languages.items():
+        splits = ("dev", "test") if target == "bucc2018" else ("test",)
+        for lang in langs:
+            for split in splits:
+                files = formats.data_files(data_root, target, lang, split)
+                for side in ("source", "target"):
+                    key = f"{target}/{lang}/{split}.{side}"
+                    if target == "bucc2018":
+                        texts[key] = formats.read_id_sentences(files[side])[1]
+                    else:
+                        texts[key] = formats.read_lines(files[side])
+    return texts
+
+
+def embed_sentences(job: dict[str, Any], encoder_dir: str | Path, data_root: str | Path, out_dir: str | Path,
+                    threads: int) -> dict[str, Any]:
+    """Embed every BUCC/Tatoeba sentence once per encoder: ``<out_dir>/<task>/<lang>/<split>.<side>.npy``."""
+    import numpy as np
+    import torch
+
+    from xstilts import embeddings
+
+    torch.set_num_threads(max(1, threads))
+    texts = retrieval_texts(data_root, job["languages"])
+    with open(Path(encoder_dir) / "config.json", encoding="utf-8") as f:
+        depth = json.load(f)["num_hidden_layers"]
+    layer = job["layer"] or embeddings.default_layer(depth)
+    model = embeddings.load_encoder(encoder_dir, layer=layer, pooling=job["pooling"], max_length=job["max_length"])
+    info = {"layer": layer, "depth": depth, "files": {}}
+    for key, sentences in texts.items():
+        emb = embeddings.encode(model, sentences, batch_size=job["batch_size"])
+        path = Path(out_dir) / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, emb.astype(np.float32))
+        info["files"][key] = list(emb.shape)
+    log.info("embedded %d files with %s", len(texts), encoder_dir)
+    return info
+
+
+def mine_bucc(job: dict[str, Any], data_root: str | Path, embedding_dir: str | Path, prediction_dir: str | Path,
+              details_path: str | Path) -> dict[str, Any]:
+    """BUCC: mine dev, choose the F1-optimal threshold on dev gold, apply it to test.
+
+    Writes XTREME predictions ``<prediction_dir>/bucc2018/test-<lang>.tsv`` (test pairs) and a
+    details file with each language's dev threshold and dev/test precision, recall and F1.
+    """
+    import numpy as np
+
+    from xstilts import retrieval
+
+    details: dict[str, Any] = {"k": job["k"], "margin": job["margin"], "languages": {}}
+    for lang in job["languages"]:
+        per_split = {}
+        for split in ("dev", "test"):
+            files = formats.data_files(data_root, "bucc2018", lang, split)
+            src_ids, src = formats.read_id_sentences(files["source"])
+            trg_ids, trg = formats.read_id_sentences(files["target"])
+            src_emb = np.load(Path(embedding_dir) / "bucc2018" / lang / f"{split}.source.npy")
+            trg_emb = np.load(Path(embedding_dir) / "bucc2018" / lang / f"{split}.target.npy")
+            per_split[split] = (retrieval.mine_bitext(src_ids, src, trg_ids, trg, src_emb, trg_emb,
+                                                      k=job["k"], margin=job["margin"]),
+                                formats.read_pairs(files["gold"]))
+        dev_candidates, dev_gold = per_split["dev"]
+        dev = retrieval.optimize_threshold(dev_candidates, dev_gold)
+        test_candidates, test_gold = per_split["test"]
+        kept = retrieval.extract(test_candidates, dev["threshold"])
+        test = retrieval.score_pairs([(s, t) for s, t, _ in kept], test_gold)
+        formats.write_xtreme_classification(formats.xtreme_file(prediction_dir, "bucc2018", lang, "tsv"),
+                                            [f"{s}\t{t}" for s, t, _ in kept])
+        details["languages"][lang] = {"threshold": dev["threshold"], "dev": dev, "test": test,
+                                      "test_pairs": len(kept), "test_candidates": len(test_candidates)}
+        log.info("bucc %s: dev F1 %.2f at threshold %.4f; test F1 %.2f", lang, dev["f1"], dev["threshold"], test["f1"])
+    write_json(details_path, details)
+    return details
+
+
+def search_tatoeba(job: dict[str, Any], embedding_dir: str | Path, prediction_dir: str | Path,
+                   details_path: str | Path) -> dict[str, Any]:
+    """Tatoeba: top-1 cosine retrieval; predictions ``<prediction_dir>/tatoeba/test-<lang>.tsv``."""
+    import numpy as np
+
+    from xstilts import retrieval
+
+    details: dict[str, Any] = {"direction": job["direction"], "languages": {}}
+    for lang in job["languages"]:
+        src = np.load(Path(embedding_dir) / "tatoeba" / lang / "test.source.npy")
+        trg = np.load(Path(embedding_dir) / "tatoeba" / lang / "test.target.npy")
+        predictions = retrieval.tatoeba_predict(src, trg, direction=job["direction"])
+        formats.write_xtreme_classification(formats.xtreme_file(prediction_dir, "tatoeba", lang, "tsv"),
+                                            [str(int(p)) for p in predictions])
+        details["languages"][lang] = {"accuracy": retrieval.tatoeba_accuracy(predictions), "queries": len(predictions)}
+    write_json(details_path, details)
+    return details
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_run(folders: dict[str, str], languages: dict[str, list[str]], label_dir: str | Path,
+              out_path: str | Path, context: dict[str, Any]) -> dict[str, Any]:
+    """Score one run's predictions with the XTREME scorer (``xstilts evaluate`` semantics).
+
+    ``folders`` maps each target task to the prediction folder holding its
+    ``<task>/test-<lang>.<ext>`` files. The score file holds, per task, the official entry
+    (per-language metrics, their averages, ``avg_metric``) and the sha256 of every prediction
+    and label file read, so each number traces back to the exact files that made it.
+    """
+    from xstilts import xtreme
+
+    scores: dict[str, Any] = {}
+    files: list[str] = []
+    for task, folder in folders.items():
+        langs = languages[task]
+        scores[task] = xtreme.score_task(task, folder, label_dir, langs)
+        files += [xtreme.task_file(folder, task, lang) for lang in langs]
+        files += [xtreme.task_file(label_dir, task, lang) for lang in langs]
+        log.info("%s: %s = %.2f", task, "avg_metric", scores[task]["avg_metric"])
+    result = {**context, "scores": scores, "inputs": provenance(files)}
+    write_json(out_path, result)
+    return result

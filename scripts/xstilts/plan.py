@@ -1,0 +1,201 @@
+"""The experiment grid of a resolved config: encoders, trainings, targets, languages, data layout.
+
+``rules/common.smk`` turns this into file lists; keeping the logic here makes it unit-testable
+and keeps the rules free of task-specific branching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xstilts.tasks import (
+    BASELINE,
+    DATASETS,
+    INTERMEDIATE_TASKS,
+    MULTITASK,
+    TARGET_TASKS,
+    TARGET_TRAININGS,
+    Source,
+    served_targets,
+)
+
+
+@dataclass
+class Plan:
+    exp: dict[str, Any]
+
+    # ---------------------------------------------------------------- grid axes
+    @property
+    def model(self) -> str:
+        return self.exp["model"]["name"]
+
+    @property
+    def intermediate_tasks(self) -> list[str]:
+        return list(self.exp["intermediate"]["tasks"])
+
+    @property
+    def itasks(self) -> list[str]:
+        """Trained intermediate encoders: each task, then the multi-task mix if enabled."""
+        extra = [MULTITASK] if self.exp["intermediate"]["multitask"]["enabled"] else []
+        return self.intermediate_tasks + extra
+
+    @property
+    def encoders(self) -> list[str]:
+        """Rows of the matrix: the baseline (phase-1 encoder) and every intermediate encoder."""
+        return [BASELINE, *self.itasks]
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.exp["targets"]["tasks"])
+
+    @property
+    def trained_targets(self) -> list[str]:
+        return [t for t in self.targets if not TARGET_TASKS[t].retrieval]
+
+    @property
+    def retrieval_targets(self) -> list[str]:
+        return [t for t in self.targets if TARGET_TASKS[t].retrieval]
+
+    @property
+    def trainings(self) -> list[str]:
+        """Target trainings needed by the trained targets, in registry order."""
+        needed = {TARGET_TASKS[t].training for t in self.trained_targets}
+        return [name for name in TARGET_TRAININGS if name in needed]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.exp["seeds"])
+
+    def served(self, training: str) -> list[str]:
+        return served_targets(training, self.trained_targets)
+
+    def multitask_members(self) -> list[str]:
+        return self.intermediate_tasks
+
+    # ---------------------------------------------------------------- languages and data
+    def keep(self, langs: tuple[str, ...] | list[str]) -> list[str]:
+        allowed = self.exp["languages"]
+        return [lang for lang in langs if allowed == "all" or lang in allowed]
+
+    def languages(self, dataset: str, split: str) -> list[str]:
+        return self.keep(DATASETS[dataset].languages(split))
+
+    def target_languages(self, target: str) -> list[str]:
+        """Languages a target is evaluated (and predicted) on."""
+        return self.languages(target, "test")
+
+    def corpus_languages(self) -> list[str]:
+        langs = {"en"}
+        for target in self.targets:
+            langs.update(self.target_languages(target))
+        return sorted(langs)
+
+    def datasets(self) -> list[str]:
+        """Every dataset the grid reads, in registry order."""
+        needed: set[str] = set(self.targets)
+        for name in self.intermediate_tasks:
+            task = INTERMEDIATE_TASKS[name]
+            needed.update(s.dataset for s in task.train + task.dev)
+        for name in self.trainings:
+            task = TARGET_TRAININGS[name]
+            needed.update(s.dataset for s in task.train + task.dev)
+        if self.exp["model"]["source"] == "pretrain":
+            needed.add("mlm_corpus")
+        return [d for d in DATASETS if d in needed]
+
+    def layout(self, dataset: str) -> dict[str, list[str]]:
+        """split -> languages of one dataset as the grid needs it (all registry splits)."""
+        if dataset == "mlm_corpus":
+            return {"train": self.corpus_languages()}
+        out = {}
+        for split in ("train", "dev", "test"):
+            langs = self.languages(dataset, split)
+            if langs:
+                out[split] = langs
+        return out
+
+    def synthetic_sizes(self, dataset: str) -> dict[str, int]:
+        sizes = self.exp["data"]["synthetic"]["sizes"]
+        default = sizes["default"]
+        own = sizes.get(dataset, {})
+        return {split: own.get(split, default.get(split, 0)) for split in self.layout(dataset)}
+
+    def selection_sources(self, training: str) -> list[Source]:
+        """Dev data for checkpoint selection of a target training (config targets.selection)."""
+        task = TARGET_TRAININGS[training]
+        if self.exp["targets"]["selection"] == "all_languages_dev":
+            sources = [
+                Source(target, "dev", lang)
+                for target in self.served(training)
+                for lang in self.languages(target, "dev")
+            ]
+            if sources:
+                return sources
+        return list(task.dev)
+
+    # ---------------------------------------------------------------- per-job settings
+    # Each rule receives exactly the settings its job depends on (as Snakemake params), so a
+    # config change re-runs only the jobs it affects.
+    def data_job(self, dataset: str) -> dict[str, Any]:
+        syn = self.exp["data"]["synthetic"]
+        return {
+            "dataset": dataset,
+            "seed": syn["seed"],
+            "layout": self.layout(dataset),
+            "sizes": self.synthetic_sizes(dataset),
+            "bucc_distractor_ratio": syn.get("bucc_distractor_ratio", 1.0),
+            "code_switch_rate": syn.get("code_switch_rate", 0.3),
+        }
+
+    def pretrain_job(self) -> dict[str, Any]:
+        from xstilts.config import pretrain_hparams
+
+        pre = self.exp["model"]["pretrain"]
+        return {
+            "architecture": {k: v for k, v in pre.items() if k not in ("hparams", "seed", "vocab_size")},
+            "hparams": pretrain_hparams(self.exp),
+            "seed": pre["seed"],
+        }
+
+    def intermediate_job(self, itask: str) -> dict[str, Any]:
+        from xstilts.config import hparams_for
+
+        names = self.multitask_members() if itask == MULTITASK else [itask]
+        multitask = self.exp["intermediate"]["multitask"]
+        return {
+            "itask": itask,
+            "tasks": names,
+            "hparams": hparams_for(self.exp, "intermediate", None if itask == MULTITASK else itask),
+            "task_hparams": {n: hparams_for(self.exp, "intermediate", n) for n in names},
+            "seed": self.exp["intermediate"]["seed"],
+            "examples_cap": multitask.get("examples_cap") if itask == MULTITASK else None,
+        }
+
+    def target_job(self, training: str) -> dict[str, Any]:
+        from xstilts.config import hparams_for
+
+        return {
+            "training": training,
+            "hparams": hparams_for(self.exp, "target", training),
+            "dev_sources": [[s.dataset, s.split, s.lang] for s in self.selection_sources(training)],
+            "predict": {t: self.target_languages(t) for t in self.served(training)},
+        }
+
+    def retrieval_job(self) -> dict[str, Any]:
+        r = self.exp["retrieval"]
+        return {
+            "layer": r.get("layer"),
+            "pooling": r["pooling"],
+            "max_length": r.get("max_length", 512),
+            "batch_size": r.get("batch_size", 64),
+            "languages": {t: self.target_languages(t) for t in self.retrieval_targets},
+        }
+
+    def bucc_job(self) -> dict[str, Any]:
+        bucc = self.exp["retrieval"].get("bucc", {})
+        return {"languages": self.target_languages("bucc2018"), "k": bucc.get("k", 4), "margin": bucc.get("margin", "ratio")}
+
+    def tatoeba_job(self) -> dict[str, Any]:
+        direction = self.exp["retrieval"].get("tatoeba", {}).get("direction", "xx2en")
+        return {"languages": self.target_languages("tatoeba"), "direction": direction}

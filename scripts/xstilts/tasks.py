@@ -1,0 +1,254 @@
+"""Task registry: every dataset, intermediate task, target training and target task of the grid.
+
+Three layers, kept apart on purpose:
+
+* a **dataset** is a set of canonical files on disk (``results/data/<dataset>/<lang>/<split>``),
+  written either by the embedded benchmark generator or by a download+convert rule;
+* a **training task** (intermediate task or target training) says which dataset splits to train
+  and select on, in which format, with which dev metric;
+* a **target task** is what XTREME scores: which training serves it (none for retrieval), which
+  dataset and languages it is evaluated on, and the metric.
+
+Rules, scripts and tables look tasks up here instead of branching on task names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xstilts.languages import UDPOS_TEST_ONLY, XTREME_TASK2LANGS
+
+# Canonical task formats; formats.py documents the on-disk schema of each.
+PAIR = "pair_classification"
+CHOICE = "multiple_choice"
+SPAN = "span_qa"
+TAGGING = "tagging"
+BITEXT = "bitext_mining"
+PARALLEL = "parallel_sentences"
+TEXT = "text"
+FORMATS = (PAIR, CHOICE, SPAN, TAGGING, BITEXT, PARALLEL, TEXT)
+
+NLI_LABELS = ("contradiction", "entailment", "neutral")
+BINARY_LABELS = ("0", "1")
+UPOS_TAGS = (
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A canonical dataset: its format, label inventory and which languages have which split."""
+
+    name: str
+    format: str
+    #: Closed label/tag inventory; empty means "collected from the training split" (CCG).
+    labels: tuple[str, ...] = ()
+    num_choices: int = 0
+    #: split -> languages that have that split (before any preset language filter).
+    splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Span QA only: whether some questions have no answer (SQuAD v2.0).
+    unanswerable: bool = False
+
+    def languages(self, split: str) -> tuple[str, ...]:
+        return self.splits.get(split, ())
+
+
+def _en(*splits: str) -> dict[str, tuple[str, ...]]:
+    return {s: ("en",) for s in splits}
+
+
+def _x(task: str, dev: bool = True, exclude_dev: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    langs = tuple(XTREME_TASK2LANGS[task])
+    splits = {"test": langs}
+    if dev:
+        splits["dev"] = tuple(lang for lang in langs if lang not in exclude_dev)
+    return splits
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        # English intermediate-task data.
+        Dataset("anli_r1", PAIR, NLI_LABELS, splits=_en("train", "dev")),
+        Dataset("anli_r2", PAIR, NLI_LABELS, splits=_en("train", "dev")),
+        Dataset("anli_r3", PAIR, NLI_LABELS, splits=_en("train", "dev")),
+        Dataset("snli", PAIR, NLI_LABELS, splits=_en("train", "dev")),
+        Dataset("mnli", PAIR, NLI_LABELS, splits=_en("train", "dev")),
+        Dataset("qqp", PAIR, BINARY_LABELS, splits=_en("train", "dev")),
+        Dataset("squad_v1", SPAN, splits=_en("train", "dev")),
+        Dataset("squad_v2", SPAN, splits=_en("train", "dev"), unanswerable=True),
+        Dataset("hellaswag", CHOICE, num_choices=4, splits=_en("train", "dev")),
+        Dataset("cosmosqa", CHOICE, num_choices=4, splits=_en("train", "dev")),
+        Dataset("commonsenseqa", CHOICE, num_choices=5, splits=_en("train", "dev")),
+        Dataset("ccg", TAGGING, splits=_en("train", "dev")),
+        # XTREME targets. English training data for XNLI is MNLI and for XQuAD/MLQA SQuAD v1.1.
+        Dataset("xnli", PAIR, NLI_LABELS, splits=_x("xnli")),
+        Dataset("pawsx", PAIR, BINARY_LABELS, splits={**_x("pawsx"), "train": ("en",)}),
+        Dataset("udpos", TAGGING, tuple(UPOS_TAGS),
+                splits={**_x("udpos", exclude_dev=UDPOS_TEST_ONLY), "train": ("en",)}),
+        Dataset("panx", TAGGING, NER_TAGS, splits={**_x("panx"), "train": ("en",)}),
+        Dataset("xquad", SPAN, splits=_x("xquad", dev=False)),
+        Dataset("mlqa", SPAN, splits=_x("mlqa")),
+        # TyDiQA-GoldP: XTREME's test set is the official dev set; our English dev is held out
+        # from English train so that model selection never sees test data.
+        Dataset("tydiqa", SPAN, splits={**_x("tydiqa", dev=False), "train": ("en",), "dev": ("en",)}),
+        Dataset("bucc2018", BITEXT, splits=_x("bucc2018")),
+        Dataset("tatoeba", PARALLEL, splits=_x("tatoeba", dev=False)),
+        # Unlabelled multilingual text (phase-1 stand-in pretraining, MLM variants).
+        Dataset("mlm_corpus", TEXT, splits={"train": tuple(sorted({lang for langs in XTREME_TASK2LANGS.values() for lang in langs} | {"en"}))}),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset split used for training or selection."""
+
+    dataset: str
+    split: str
+    lang: str = "en"
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """A task a model is fine-tuned on: an intermediate task or a target training.
+
+    ``train`` may list several sources that share one head (ANLI+ = ANLI R1-R3 + MNLI + SNLI),
+    concatenated, which is examples-proportional sampling over them.
+    """
+
+    name: str
+    format: str
+    train: tuple[Source, ...]
+    dev: tuple[Source, ...]
+    #: dev metric used for checkpoint selection: accuracy, seqeval_f1, token_accuracy, squad.
+    metric: str
+
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset that defines labels/choices (all sources share one inventory)."""
+        return DATASETS[self.train[0].dataset]
+
+
+def _task(name: str, metric: str, *, train: list[str] | None = None, dev: list[str] | None = None) -> TrainingTask:
+    train = train or [name]
+    dev = dev or train
+    fmt = DATASETS[train[0]].format
+    return TrainingTask(
+        name, fmt, tuple(Source(d, "train") for d in train), tuple(Source(d, "dev") for d in dev), metric
+    )
+
+
+INTERMEDIATE_TASKS: dict[str, TrainingTask] = {
+    t.name: t
+    for t in [
+        # ANLI+ (Nie et al. 2020; jiant guide): ANLI R1-R3 + MNLI + SNLI through one NLI head;
+        # checkpoints are selected on the adversarial rounds' dev sets.
+        _task("anli_plus", "accuracy", train=["anli_r1", "anli_r2", "anli_r3", "mnli", "snli"],
+              dev=["anli_r1", "anli_r2", "anli_r3"]),
+        _task("mnli", "accuracy"),
+        _task("qqp", "accuracy"),
+        _task("squad_v1", "squad"),
+        _task("squad_v2", "squad"),
+        _task("hellaswag", "accuracy"),
+        _task("ccg", "token_accuracy"),
+        _task("cosmosqa", "accuracy"),
+        _task("commonsenseqa", "accuracy"),
+    ]
+}
+
+#: Name of the multi-task intermediate "task" (all selected intermediate tasks, one head each).
+MULTITASK = "multitask"
+#: Name of the no-intermediate-task baseline row (the phase-1 encoder used directly).
+BASELINE = "baseline"
+
+# Target trainings: one fine-tuning per English training set. SQuAD v1.1 serves XQuAD and MLQA.
+TARGET_TRAININGS: dict[str, TrainingTask] = {
+    t.name: t
+    for t in [
+        TrainingTask("xnli", PAIR, (Source("mnli", "train"),), (Source("mnli", "dev"),), "accuracy"),
+        _task("pawsx", "accuracy"),
+        _task("udpos", "seqeval_f1"),
+        _task("panx", "seqeval_f1"),
+        TrainingTask("squad", SPAN, (Source("squad_v1", "train"),), (Source("squad_v1", "dev"),), "squad"),
+        _task("tydiqa", "squad"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class TargetTask:
+    """An XTREME target as scored: prediction file layout, metric and the training serving it."""
+
+    name: str
+    format: str
+    #: Name in TARGET_TRAININGS, or None for retrieval tasks evaluated on the encoder directly.
+    training: str | None
+    #: File extension of XTREME prediction/label files.
+    ext: str
+    #: The XTREME category it is averaged into.
+    group: str
+
+    @property
+    def dataset(self) -> Dataset:
+        return DATASETS[self.name]
+
+    @property
+    def retrieval(self) -> bool:
+        return self.training is None
+
+
+TARGET_TASKS: dict[str, TargetTask] = {
+    t.name: t
+    for t in [
+        TargetTask("xnli", PAIR, "xnli", "tsv", "classification"),
+        TargetTask("pawsx", PAIR, "pawsx", "tsv", "classification"),
+        TargetTask("udpos", TAGGING, "udpos", "tsv", "tagging"),
+        TargetTask("panx", TAGGING, "panx", "tsv", "tagging"),
+        TargetTask("xquad", SPAN, "squad", "json", "qa"),
+        TargetTask("mlqa", SPAN, "squad", "json", "qa"),
+        TargetTask("tydiqa", SPAN, "tydiqa", "json", "qa"),
+        TargetTask("bucc2018", BITEXT, None, "tsv", "retrieval"),
+        TargetTask("tatoeba", PARALLEL, None, "tsv", "retrieval"),
+    ]
+}
+
+#: Display names used in tables (paper order).
+DISPLAY_NAMES = {
+    BASELINE: "XLM-R (no intermediate task)",
+    "anli_plus": "ANLI+",
+    "mnli": "MNLI",
+    "qqp": "QQP",
+    "squad_v1": "SQuAD v1.1",
+    "squad_v2": "SQuAD v2.0",
+    "hellaswag": "HellaSwag",
+    "ccg": "CCG",
+    "cosmosqa": "Cosmos QA",
+    "commonsenseqa": "CommonsenseQA",
+    MULTITASK: "Multi-task",
+    "xnli": "XNLI",
+    "pawsx": "PAWS-X",
+    "udpos": "UD-POS",
+    "panx": "PAN-X",
+    "xquad": "XQuAD",
+    "mlqa": "MLQA",
+    "tydiqa": "TyDiQA",
+    "bucc2018": "BUCC",
+    "tatoeba": "Tatoeba",
+}
+
+
+def training_for(name: str) -> TrainingTask:
+    """Look up an intermediate task or target training by name, with a helpful error."""
+    if name in INTERMEDIATE_TASKS:
+        return INTERMEDIATE_TASKS[name]
+    if name in TARGET_TRAININGS:
+        return TARGET_TRAININGS[name]
+    known = sorted(INTERMEDIATE_TASKS) + sorted(TARGET_TRAININGS)
+    raise KeyError(f"unknown training task {name!r}; known tasks: {', '.join(known)}")
+
+
+def served_targets(training: str, targets: list[str] | tuple[str, ...]) -> list[str]:
+    """The target tasks (among ``targets``) whose predictions a target training produces."""
+    return [t for t in targets if TARGET_TASKS[t].training == training]

@@ -1,0 +1,450 @@
+"""Training, evaluation and prediction for every phase (MLM, intermediate, multi-task, target).
+
+One loop serves all phases (after the transformers ``*_no_trainer`` examples, on
+``accelerate``): a deterministic schedule draws, for each optimizer step, one task and that
+task's next micro-batches; multi-task runs sample tasks in proportion to their (capped)
+training sizes, single-task runs are the one-task case. The model is evaluated on dev at a
+fixed cadence and the best checkpoint is kept.
+
+Resumable: a checkpoint (model, optimizer, scheduler, RNG states, position in the schedule,
+best-so-far) is written at every evaluation to a directory outside Snakemake's outputs. A
+rerun of a preempted job continues from it and produces the same result as an uninterrupted
+run. A checkpoint written under different settings (its fingerprint differs) is not resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from transformers import (
+    DataCollatorForLanguageModeling,
+    DataCollatorForMultipleChoice,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    get_linear_schedule_with_warmup,
+)
+
+from xstilts import metrics, qa
+from xstilts.features import IGNORE, Encoded
+from xstilts.tasks import CHOICE, PAIR, SPAN, TAGGING, TEXT
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Task data
+
+
+@dataclass
+class DevSet:
+    """A dev split used for selection: where it came from, its records and features."""
+
+    name: str
+    records: list[dict[str, Any]]
+    encoded: Encoded
+
+
+@dataclass
+class TaskData:
+    """Everything the loop needs about one task."""
+
+    name: str
+    format: str
+    metric: str
+    hp: dict[str, Any]
+    labels: tuple[str, ...] = ()
+    train: Encoded | None = None
+    dev: list[DevSet] = field(default_factory=list)
+    #: Span QA with unanswerable questions (SQuAD v2.0): predict "" when "no answer" wins.
+    allow_null: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism and devices
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism(threads: int) -> None:
+    """Fixed thread count and deterministic kernels: same inputs, same bytes out.
+
+    CPU kernels are deterministic at a fixed thread count. On CUDA, deterministic algorithms
+    are requested too (they cost some speed); the switch is not flipped on CPU-only machines,
+    where it would only add seconds of imports (torch._dynamo) to every job.
+    """
+    torch.set_num_threads(max(1, threads))
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def collator(fmt: str, tokenizer: Any, hp: dict[str, Any]) -> Any:
+    if fmt == PAIR or fmt == SPAN:
+        return DataCollatorWithPadding(tokenizer)
+    if fmt == CHOICE:
+        return DataCollatorForMultipleChoice(tokenizer)
+    if fmt == TAGGING:
+        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
+    if fmt == TEXT:
+        # seed=None: masking draws from torch's global RNG, which checkpoints save and restore.
+        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp["mlm_probability"])
+    raise ValueError(f"no collator for format {fmt!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The schedule
+
+
+def steps_for(n_examples: int, hp: dict[str, Any]) -> int:
+    """Optimizer steps of a task: epochs x ceil(N / effective batch) (jiant's max_steps)."""
+    per_epoch = math.ceil(n_examples / (hp["batch_size"] * hp["grad_accum"]))
+    return max(1, math.ceil(hp["epochs"] * per_epoch))
+
+
+def total_steps(tasks: Sequence[TaskData], hp: dict[str, Any]) -> int:
+    if hp.get("max_steps"):
+        return int(hp["max_steps"])
+    return sum(steps_for(len(t.train.features), t.hp) for t in tasks)
+
+
+def schedule(tasks: Sequence[TaskData], seed: int, examples_cap: int | None = None) -> Iterator[tuple[int, list[list[int]]]]:
+    """Endless deterministic stream of (task index, micro-batches of example indices)."""
+    sizes = [len(t.train.features) for t in tasks]
+    weights = np.array([min(n, examples_cap) if examples_cap else n for n in sizes], dtype=float)
+    probs = weights / weights.sum()
+    task_rng = np.random.default_rng([seed, 1])
+    streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i])) for i, (n, t) in enumerate(zip(sizes, tasks))]
+    while True:
+        i = int(task_rng.choice(len(tasks), p=probs)) if len(tasks) > 1 else 0
+        yield i, [next(streams[i]) for _ in range(tasks[i].hp["grad_accum"])]
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size].tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def fingerprint(**parts: Any) -> str:
+    """Hash of everything that determines a training run; guards resuming from stale state."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction and evaluation
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def forward_all(model: Any, task: str, fmt: str, encoded: Encoded, tokenizer: Any, batch_size: int,
+                device: torch.device, autocast: Any) -> list[Any]:
+    """Run the model over all features (length-sorted batches); outputs in feature order."""
+    model.eval()
+    collate = collator(fmt if fmt != TEXT else PAIR, tokenizer, {})
+    lengths = [len(f["input_ids"]) if fmt != CHOICE else max(map(len, f["input_ids"])) for f in encoded.features]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    outputs: list[Any] = [None] * len(order)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        feats = [{k: v for k, v in encoded.features[i].items() if k in ("input_ids", "attention_mask")} for i in idx]
+        if fmt == CHOICE:
+            for f in feats:
+                f["labels"] = 0
+        batch = collate(feats)
+        batch.pop("labels", None)
+        with autocast():
+            out = model(task, **_to_device(batch, device))
+        if fmt == SPAN:
+            starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for j, i in enumerate(idx):
+                outputs[i] = (starts[j], ends[j])
+        else:
+            logits = out.logits.float().cpu().numpy()
+            for j, i in enumerate(idx):
+                outputs[i] = logits[j]
+    return outputs
+
+
+def decode(task: TaskData, records: list[dict[str, Any]], encoded: Encoded, outputs: list[Any]) -> list[Any] | dict[str, str]:
+    """Model outputs to predictions: label strings, choice indices, tag lists or answer texts."""
+    if task.format == PAIR:
+        return [task.labels[int(np.argmax(o))] for o in outputs]
+    if task.format == CHOICE:
+        return [int(np.argmax(o)) for o in outputs]
+    if task.format == TAGGING:
+        fallback = "O" if "O" in task.labels else task.labels[0]
+        predictions = []
+        for record, word_ids, logits in zip(records, encoded.word_ids, outputs):
+            tags = [fallback] * len(record["tokens"])  # words cut off by max_seq_length
+            for position, word in enumerate(word_ids):
+                if word is not None:
+                    tags[word] = task.labels[int(np.argmax(logits[position]))]
+            predictions.append(tags)
+        return predictions
+    if task.format == SPAN:
+        return qa.best_answers(records, encoded.example_index, encoded.offsets,
+                               [o[0] for o in outputs], [o[1] for o in outputs],
+                               task.hp["n_best_size"], task.hp["max_answer_length"], task.allow_null)
+    raise ValueError(f"cannot decode format {task.format!r}")
+
+
+def score(task: TaskData, records: list[dict[str, Any]], predictions: Any) -> dict[str, float]:
+    """Dev metrics of predictions; ``score`` is the selection criterion (higher is better)."""
+    if task.metric == "accuracy":
+        golds = [r["label"] for r in records]
+        acc = metrics.accuracy([str(p) for p in predictions], [str(g) for g in golds])
+        return {"accuracy": acc, "score": acc}
+    if task.metric == "seqeval_f1":
+        result = metrics.seqeval_f1(predictions, [r["tags"] for r in records])
+        return {**result, "score": result["f1"]}
+    if task.metric == "token_accuracy":
+        pairs = [(p, g) for pred, r in zip(predictions, records) for p, g in zip(pred, r["tags"])]
+        acc = 100.0 * sum(p == g for p, g in pairs) / len(pairs)
+        return {"token_accuracy": acc, "score": acc}
+    if task.metric == "squad":
+        result = metrics.squad_em_f1(predictions, {r["id"]: r["answers"]["text"] or [""] for r in records})
+        return {**result, "score": (result["exact_match"] + result["f1"]) / 2}
+    raise ValueError(f"unknown dev metric {task.metric!r}")
+
+
+@torch.no_grad()
+def mlm_loss(model: Any, task: TaskData, dev: DevSet, tokenizer: Any, device: torch.device, autocast: Any) -> float:
+    """Mean masked-LM loss on dev with fixed masks (a seeded collator), comparable across evals."""
+    model.eval()
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=task.hp["mlm_probability"], seed=0)
+    bs = task.hp.get("eval_batch_size") or 2 * task.hp["batch_size"]
+    total, count = 0.0, 0
+    for start in range(0, len(dev.encoded.features), bs):
+        batch = collate(dev.encoded.features[start : start + bs])
+        with autocast():
+            out = model(task.name, **_to_device(batch, device))
+        n = int((batch["labels"] != IGNORE).sum())
+        total += float(out.loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def evaluate(model: Any, task: TaskData, tokenizer: Any, device: torch.device, autocast: Any,
+             max_examples: int | None = None) -> dict[str, Any]:
+    """Dev metrics of one task, averaged over its dev sets (each set's own metrics kept)."""
+    if task.format == TEXT:
+        losses = {d.name: mlm_loss(model, task, d, tokenizer, device, autocast) for d in task.dev}
+        loss = float(np.mean(list(losses.values())))
+        return {"score": -loss, "loss": loss, "sets": losses}
+    bs = task.hp.get("eval_batch_size") or 2 * task.hp["batch_size"]
+    per_set = {}
+    for d in task.dev:
+        records, encoded = d.records, d.encoded
+        if max_examples and len(records) > max_examples:
+            records, encoded = _subset(records, encoded, max_examples)
+        outputs = forward_all(model, task.name, task.format, encoded, tokenizer, bs, device, autocast)
+        per_set[d.name] = score(task, records, decode(task, records, encoded, outputs))
+    return {"score": float(np.mean([s["score"] for s in per_set.values()])), "sets": per_set}
+
+
+def _subset(records: list[dict[str, Any]], encoded: Encoded, n: int) -> tuple[list[dict[str, Any]], Encoded]:
+    keep = [i for i, ex in enumerate(encoded.example_index) if ex < n]
+    return records[:n], Encoded(
+        [encoded.features[i] for i in keep],
+        [encoded.example_index[i] for i in keep],
+        [encoded.word_ids[i] for i in keep] if encoded.word_ids else [],
+        [encoded.offsets[i] for i in keep] if encoded.offsets else [],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class Progress:
+    """Throttled progress lines: step, share done, loss, learning rate, elapsed time, ETA."""
+
+    total: int
+    every_seconds: float = 15.0
+    start: float = field(default_factory=time.time)
+    last: float = 0.0
+
+    def update(self, step: int, loss: float, lr: float, done_before: int = 0, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last < self.every_seconds and step not in (1, self.total):
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = (step - done_before) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        log.info("step %d/%d (%.0f%%) loss %.4f lr %.2e elapsed %.0fs eta %.0fs",
+                 step, self.total, 100 * step / self.total, loss, lr, elapsed, eta)
+
+
+def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any], seed: int,
+          checkpoint_dir: str | Path, run_fingerprint: str, examples_cap: int | None = None) -> dict[str, Any]:
+    """Train ``model`` on ``tasks``; on return it holds the best dev checkpoint.
+
+    ``hp`` holds the run-level settings (learning rate, schedule, precision, evaluation
+    cadence, patience); each task's ``hp`` its batch size, sequence length and epochs.
+    Returns the training history and the best checkpoint's dev metrics.
+    """
+    from accelerate import Accelerator
+
+    checkpoint_dir = Path(checkpoint_dir)
+    set_seed(seed)
+    accelerator = Accelerator(mixed_precision=mixed_precision(hp["mixed_precision"]), cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    n_steps = total_steps(tasks, hp)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    params = list(dict((id(p), (n, p)) for n, p in model.named_parameters()).values())
+    groups = [
+        {"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": hp["weight_decay"]},
+        {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=hp["learning_rate"], eps=hp["adam_epsilon"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * n_steps), n_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    collators = {t.name: collator(t.format, tokenizer, t.hp) for t in tasks}
+    epochs = max(t.hp["epochs"] for t in tasks)
+    eval_every = hp["eval_every_steps"] or max(1, round(n_steps / max(1.0, epochs)))
+
+    state = {"step": 0, "best_score": None, "best_step": 0, "bad_evals": 0, "history": [], "best_results": None}
+    state_file, best_file = checkpoint_dir / "state.pt", checkpoint_dir / "best.pt"
+    if state_file.exists():
+        saved = torch.load(state_file, map_location="cpu", weights_only=False)
+        if saved.get("fingerprint") == run_fingerprint:
+            accelerator.unwrap_model(model).load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            _set_rng_state(saved["rng"])
+            state = saved["state"]
+            log.info("resuming from %s at step %d/%d", state_file, state["step"], n_steps)
+        else:
+            log.warning("ignoring checkpoint %s: written for different settings", checkpoint_dir)
+            shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    log.info("training %s for %d steps (%s), evaluating every %d steps on %s",
+             "+".join(t.name for t in tasks), n_steps, ", ".join(f"{t.name}: {len(t.train.features)} examples" for t in tasks),
+             eval_every, device)
+    stream = schedule(tasks, seed, examples_cap)
+    for _ in range(state["step"]):  # replay the schedule up to the resumed position
+        next(stream)
+    progress = Progress(n_steps)
+    resumed_at = state["step"]
+    running = []
+    stop = False
+    while state["step"] < n_steps and not stop:
+        task_i, micro_batches = next(stream)
+        task = tasks[task_i]
+        model.train()
+        step_loss = 0.0
+        for indices in micro_batches:
+            batch = collators[task.name]([task.train.features[i] for i in indices])
+            with accelerator.autocast():
+                loss = model(task.name, **_to_device(batch, device)).loss / len(micro_batches)
+            accelerator.backward(loss)
+            step_loss += float(loss.detach())
+        if hp["max_grad_norm"]:
+            accelerator.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        running.append(step_loss)
+        progress.update(state["step"], float(np.mean(running[-50:])), scheduler.get_last_lr()[0], resumed_at)
+        if state["step"] % eval_every == 0 or state["step"] == n_steps:
+            unwrapped = accelerator.unwrap_model(model)
+            results = {t.name: evaluate(unwrapped, t, tokenizer, device, accelerator.autocast, hp["eval_max_examples"])
+                       for t in tasks}
+            current = float(np.mean([r["score"] for r in results.values()]))
+            improved = state["best_score"] is None or current > state["best_score"]
+            state["history"].append({"step": state["step"], "train_loss": float(np.mean(running)), "dev_score": current,
+                                     "dev": {k: {m: v for m, v in r.items() if m != "sets"} for k, r in results.items()}})
+            running = []
+            log.info("eval at step %d: dev score %.3f%s", state["step"], current, " (best)" if improved else "")
+            if improved:
+                state.update(best_score=current, best_step=state["step"], bad_evals=0, best_results=results)
+                _atomic_save(unwrapped.state_dict(), best_file)
+            else:
+                state["bad_evals"] += 1
+                if hp["patience"] and state["bad_evals"] >= hp["patience"]:
+                    log.info("early stopping: no dev improvement in %d evaluations", hp["patience"])
+                    stop = True
+            _atomic_save({"fingerprint": run_fingerprint, "model": unwrapped.state_dict(),
+                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "rng": _rng_state(), "state": state}, state_file)
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(torch.load(best_file, map_location="cpu", weights_only=True))
+    if hp["eval_max_examples"] is None and state["best_results"] is not None:
+        final = state["best_results"]  # the best evaluation already used every dev example
+    else:
+        final = {t.name: evaluate(unwrapped, t, tokenizer, device, accelerator.autocast) for t in tasks}
+    log.info("best checkpoint: step %d; full dev: %s", state["best_step"],
+             ", ".join(f"{k} {v['score']:.3f}" for k, v in final.items()))
+    return {"steps": state["step"], "best_step": state["best_step"], "history": state["history"],
+            "dev": final, "device": str(device), "mixed_precision": accelerator.mixed_precision}
+
+
+def predict(model: Any, task: TaskData, records: list[dict[str, Any]], encoded: Encoded, tokenizer: Any) -> Any:
+    """Predictions for records (same decoding as dev evaluation)."""
+    device = next(model.parameters()).device
+    mp = mixed_precision(task.hp["mixed_precision"])
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    bs = task.hp.get("eval_batch_size") or 2 * task.hp["batch_size"]
+    outputs = forward_all(model, task.name, task.format, encoded, tokenizer, bs, device, autocast)
+    return decode(task, records, encoded, outputs)

@@ -1,0 +1,76 @@
+"""Shared fixtures: the repository root, the demo config, and a small synthetic benchmark."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never reach the Hugging Face hub: a stray hub id fails at once instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def raw_config() -> dict:
+    with open(ROOT / "config.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture()
+def config(raw_config) -> dict:
+    return copy.deepcopy(raw_config)
+
+
+@pytest.fixture(scope="session")
+def demo_exp(raw_config) -> dict:
+    from xstilts.config import resolve
+
+    return resolve(copy.deepcopy(raw_config))
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory) -> Path:
+    """A small synthetic benchmark (English + German/Chinese test sets) for model-level tests."""
+    from xstilts import synthetic
+
+    root = tmp_path_factory.mktemp("tiny_bench")
+    layout = {
+        "mlm_corpus": {"train": ["en", "de", "zh"]},
+        "mnli": {"train": ["en"], "dev": ["en"]},
+        "xnli": {"test": ["en", "de", "zh"]},
+        "squad_v1": {"train": ["en"], "dev": ["en"]},
+        "squad_v2": {"train": ["en"], "dev": ["en"]},
+        "udpos": {"train": ["en"], "dev": ["en"], "test": ["de"]},
+        "ccg": {"train": ["en"], "dev": ["en"]},
+        "hellaswag": {"train": ["en"], "dev": ["en"]},
+    }
+    sizes = {name: {split: 60 for split in splits} for name, splits in layout.items()}
+    sizes["mlm_corpus"] = {"train": 300}
+    synthetic.generate(synthetic.SyntheticSpec(seed=11, layout=layout, sizes=sizes), root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_bench, tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer XLM-R with a tokenizer trained on the tiny corpus, saved
+    as a Hugging Face folder exactly like a phase-1 model."""
+    from xstilts import formats
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+    from xstilts.pretrain import model_config, train_tokenizer
+    from xstilts.training import set_seed
+
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    lines = [line for lang in ("en", "de", "zh") for line in formats.read_lines(tiny_bench / "mlm_corpus" / lang / "train.txt")]
+    tokenizer = train_tokenizer(lines, 400, out)
+    set_seed(0)
+    arch = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "max_position_embeddings": 256, "attention_probs_dropout_prob": 0.0}
+    MultiTaskModel.build(model_config(tokenizer, arch), {"mlm": HeadSpec("text")}).save_head_model("mlm", out, tokenizer)
+    return out

@@ -1,0 +1,100 @@
+"""Config resolution and validation: presets, overrides, and the errors users see."""
+
+from __future__ import annotations
+
+import pytest
+
+from xstilts.config import ConfigError, deep_merge, hparam_defaults, hparams_for, resolve, schema
+
+
+def test_demo_resolves_with_preset_name(config):
+    exp = resolve(config)
+    assert exp["preset"] == "demo"
+    assert exp["model"]["name"] == "xlmr-demo"
+    assert len(exp["intermediate"]["tasks"]) == 9
+    assert len(exp["targets"]["tasks"]) == 9
+
+
+def test_top_level_override_is_deep_merged(config):
+    config["seeds"] = [0, 1, 2]
+    config["targets"] = {"task_hparams": {"xnli": {"learning_rate": 2.0e-5}}}
+    exp = resolve(config)
+    assert exp["seeds"] == [0, 1, 2]
+    assert hparams_for(exp, "target", "xnli")["learning_rate"] == 2.0e-5
+    # the rest of the preset's targets section survives the partial override
+    assert exp["targets"]["selection"] == "english_dev"
+    assert hparams_for(exp, "target", "xnli")["epochs"] == config["presets"]["demo"]["targets"]["task_hparams"]["xnli"]["epochs"]
+
+
+def test_hparams_precedence(config):
+    config["presets"]["demo"]["targets"]["hparams"] = {"learning_rate": 0.5}
+    config["presets"]["demo"]["targets"]["task_hparams"] = {"udpos": {"learning_rate": 0.25}}
+    exp = resolve(config)
+    assert hparams_for(exp, "target", "udpos")["learning_rate"] == 0.25
+    assert hparams_for(exp, "target", "xnli")["learning_rate"] == 0.5
+    # unset keys fall back to the schema default
+    assert hparams_for(exp, "target", "xnli")["doc_stride"] == hparam_defaults()["doc_stride"] == 128
+
+
+def test_deep_merge_replaces_lists_and_keeps_siblings():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert deep_merge(base, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}, "d": 1}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}  # not mutated
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.update(preset="dmo"), "preset 'dmo' is not defined (did you mean 'demo'?)"),
+        (lambda c: c.update(intermediate={"hparams": {"lerning_rate": 1}}),
+         "unknown key 'lerning_rate' (did you mean 'learning_rate'?) in intermediate.hparams"),
+        (lambda c: c.update(targets={"tasks": ["xnli", "bucc"]}), "'bucc' is not allowed (did you mean 'bucc2018'?)"),
+        (lambda c: c.update(seeds="0"), "seeds: '0' is not of type 'array'"),
+        (lambda c: c.update(foo=1), "unknown key 'foo' in (top level)"),
+        (lambda c: c.update(targets={"task_hparams": {"squad_v1": {}}}), "'squad_v1' is not allowed (did you mean 'squad'?)"),
+        (lambda c: c.update(languages=["de", "fr"]), "must include 'en'"),
+        (lambda c: c["presets"]["demo"]["intermediate"].update(tasks=["mnli", "mnil"]),
+         "'mnil' is not allowed (did you mean 'mnli'?)"),
+        (lambda c: c["presets"]["demo"]["model"]["pretrain"].update(num_attention_heads=5),
+         "must be divisible by num_attention_heads"),
+        (lambda c: c.update(intermediate={"tasks": ["mnli"]}), "multitask needs at least two"),
+    ],
+)
+def test_errors_name_the_problem(config, mutate, message):
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        resolve(config)
+    assert message in str(err.value)
+
+
+def test_every_schema_property_is_described():
+    missing = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for name, prop in node.get("properties", {}).items():
+                if "$ref" not in prop and "description" not in prop:
+                    missing.append(f"{path}.{name}")
+                walk(prop, f"{path}.{name}")
+            for key in ("additionalProperties", "items"):
+                if isinstance(node.get(key), dict):
+                    walk(node[key], f"{path}[{key}]")
+            for name, sub in node.get("$defs", {}).items():
+                walk(sub, f"$defs.{name}")
+
+    walk(schema(), "")
+    assert missing == []
+
+
+def test_command_line_strings_are_coerced_by_the_schema(config):
+    # `snakemake --config seeds=[0,1,2]` hands over ['0', '1', '2']
+    config["seeds"] = ["0", "1", "2"]
+    config["targets"] = {"task_hparams": {"xnli": {"learning_rate": "2e-5", "max_steps": "null"}}}
+    config["intermediate"] = {"multitask": {"enabled": "false"}}
+    exp = resolve(config)
+    assert exp["seeds"] == [0, 1, 2]
+    assert exp["targets"]["task_hparams"]["xnli"] == {"epochs": 3, "learning_rate": 2e-5, "max_steps": None}
+    assert exp["intermediate"]["multitask"]["enabled"] is False
+    config["seeds"] = ["zero"]
+    with pytest.raises(ConfigError, match="seeds.0: 'zero' is not of type 'integer'"):
+        resolve(config)

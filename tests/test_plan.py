@@ -1,0 +1,68 @@
+"""The grid a config implies: rows, trainings, languages, data layout, per-job settings."""
+
+from __future__ import annotations
+
+import copy
+
+from xstilts.config import resolve
+from xstilts.plan import Plan
+from xstilts.tasks import DATASETS
+
+
+def test_demo_grid_shape(demo_exp):
+    plan = Plan(demo_exp)
+    assert plan.encoders == ["baseline", "anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg",
+                             "cosmosqa", "commonsenseqa", "multitask"]
+    # SQuAD v1.1 training serves XQuAD and MLQA: 6 trainings for 7 trained targets
+    assert plan.trainings == ["xnli", "pawsx", "udpos", "panx", "squad", "tydiqa"]
+    assert plan.served("squad") == ["xquad", "mlqa"]
+    assert plan.retrieval_targets == ["bucc2018", "tatoeba"]
+
+
+def test_languages_are_official_lists_filtered(demo_exp):
+    plan = Plan(demo_exp)
+    assert plan.target_languages("xnli") == ["ar", "de", "en", "es", "fr", "ru", "zh"]  # official order
+    assert plan.target_languages("mlqa") == ["en", "es", "de", "ar", "zh"]
+    assert plan.target_languages("bucc2018") == ["de", "fr", "ru", "zh"]
+    for target in plan.targets:
+        others = [lang for lang in plan.target_languages(target) if lang != "en"]
+        assert len(others) >= 4, target
+
+
+def test_all_languages(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["languages"] = "all"
+    plan = Plan(resolve(config))
+    assert len(plan.target_languages("panx")) == 40
+    assert len(plan.target_languages("udpos")) == 33
+    assert len(plan.languages("udpos", "dev")) == 29  # kk, th, tl, yo are test-only
+
+
+def test_layout_and_sizes(demo_exp):
+    plan = Plan(demo_exp)
+    assert plan.layout("mnli") == {"train": ["en"], "dev": ["en"]}
+    assert plan.layout("tydiqa")["train"] == ["en"]
+    assert plan.synthetic_sizes("mnli") == demo_exp["data"]["synthetic"]["sizes"]["mnli"] | {}
+    assert set(plan.datasets()) == set(DATASETS)
+
+
+def test_selection_sources(raw_config):
+    config = copy.deepcopy(raw_config)
+    plan = Plan(resolve(config))
+    assert [(s.dataset, s.split, s.lang) for s in plan.selection_sources("xnli")] == [("mnli", "dev", "en")]
+    config["targets"] = {"selection": "all_languages_dev"}
+    plan = Plan(resolve(config))
+    xnli = plan.selection_sources("xnli")
+    assert {s.dataset for s in xnli} == {"xnli"} and len(xnli) == 7
+    # XQuAD has no dev split; MLQA's dev sets select the SQuAD-trained model
+    assert {s.dataset for s in plan.selection_sources("squad")} == {"mlqa"}
+
+
+def test_job_settings_only_hold_what_the_job_uses(demo_exp):
+    plan = Plan(demo_exp)
+    job = plan.target_job("squad")
+    assert set(job) == {"training", "hparams", "dev_sources", "predict"}
+    assert job["predict"] == {"xquad": plan.target_languages("xquad"), "mlqa": plan.target_languages("mlqa")}
+    multitask = plan.intermediate_job("multitask")
+    assert multitask["tasks"] == plan.intermediate_tasks
+    assert set(multitask["task_hparams"]) == set(plan.intermediate_tasks)

@@ -1,0 +1,146 @@
+"""The training loop: deterministic schedules, learning, exact resumption, multi-task heads."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from xstilts import formats, pipeline, training
+from xstilts.config import hparam_defaults
+from xstilts.modeling import HeadSpec, MultiTaskModel
+from xstilts.tasks import INTERMEDIATE_TASKS, TARGET_TRAININGS
+
+
+def hp(**kw):
+    return {**hparam_defaults(), "batch_size": 8, "grad_accum": 1, "max_seq_length": 64, "learning_rate": 5e-3,
+            "warmup_ratio": 0.0, "mixed_precision": "no", **kw}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+def task_data(name, params, tiny_bench, tokenizer, intermediate=True):
+    task = (INTERMEDIATE_TASKS if intermediate else TARGET_TRAININGS)[name]
+    return pipeline._task_data(task, params, tiny_bench, tokenizer, task.dev)
+
+
+def test_steps_follow_jiant(tiny_bench, tokenizer):
+    assert training.steps_for(100, {"batch_size": 4, "grad_accum": 8, "epochs": 2}) == 8  # 2 x ceil(100/32)
+    assert training.steps_for(100, {"batch_size": 4, "grad_accum": 8, "epochs": 0.5}) == 2
+
+
+def test_schedule_is_deterministic_and_proportional(tiny_bench, tokenizer):
+    big = training.TaskData("a", "pair_classification", "accuracy", hp(batch_size=2),
+                            train=training.Encoded([{}] * 300))
+    small = training.TaskData("b", "pair_classification", "accuracy", hp(batch_size=2),
+                              train=training.Encoded([{}] * 100))
+
+    def draw(seed, cap=None, n=4000):
+        stream = training.schedule([big, small], seed, cap)
+        return [next(stream) for _ in range(n)]
+
+    first = draw(0)
+    assert first == draw(0)
+    counts = Counter(i for i, _ in first)
+    assert abs(counts[0] / len(first) - 0.75) < 0.03  # proportional to 300 : 100
+    capped = Counter(i for i, _ in draw(0, cap=100))
+    assert abs(capped[0] / 4000 - 0.5) < 0.03
+    # each task's stream covers its examples once per epoch
+    batches = [b for i, mb in first if i == 1 for b in mb][:50]
+    assert sorted(x for b in batches for x in b) == list(range(100))
+
+
+def test_training_learns_a_tagging_task(tiny_bench, tiny_encoder, tokenizer, tmp_path):
+    data = task_data("udpos", hp(epochs=8), tiny_bench, tokenizer, intermediate=False)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"udpos": HeadSpec("tagging", data.labels)})
+    before = training.evaluate(model, data, tokenizer, torch.device("cpu"), contextlib.nullcontext)
+    result = training.train(model, [data], tokenizer, data.hp, 0, tmp_path / "ck", "fp")
+    assert result["dev"]["udpos"]["score"] > before["score"] + 30
+    assert result["best_step"] in [h["step"] for h in result["history"]]
+    assert (tmp_path / "ck" / "best.pt").exists()  # the job script deletes checkpoints after saving outputs
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_preemption_matches_an_uninterrupted_run(tiny_bench, tiny_encoder, tokenizer, tmp_path, monkeypatch):
+    params = hp(max_steps=6, eval_every_steps=2, epochs=1)
+    data = task_data("mnli", params, tiny_bench, tokenizer)
+
+    def fresh():
+        training.set_seed(0)
+        return MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+
+    full = fresh()
+    training.train(full, [data], tokenizer, params, 0, tmp_path / "a", "fp")
+
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def preempt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the checkpoint at step 4
+            raise KeyboardInterrupt("preempted")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", preempt)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(fresh(), [data], tokenizer, params, 0, tmp_path / "b", "fp")
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+    resumed = fresh()
+    result = training.train(resumed, [data], tokenizer, params, 0, tmp_path / "b", "fp")
+    assert result["steps"] == 6
+    a, b = _weights(full), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stale_checkpoint_is_not_resumed(tiny_bench, tiny_encoder, tokenizer, tmp_path):
+    params = hp(max_steps=2, eval_every_steps=1)
+    data = task_data("mnli", params, tiny_bench, tokenizer)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+    training.train(model, [data], tokenizer, params, 0, tmp_path / "c", "old-settings")
+    longer = hp(max_steps=3, eval_every_steps=1)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+    result = training.train(model, [data], tokenizer, longer, 0, tmp_path / "c", "new-settings")
+    assert [h["step"] for h in result["history"]] == [1, 2, 3]  # started from scratch
+
+
+def test_multitask_shares_one_encoder_and_trains_every_head(tiny_bench, tiny_encoder, tokenizer, tmp_path):
+    names = ["mnli", "squad_v2", "ccg", "hellaswag"]
+    tasks = [task_data(n, hp(max_seq_length=96, epochs=1), tiny_bench, tokenizer) for n in names]
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {t.name: HeadSpec(t.format, t.labels) for t in tasks})
+    assert all(head.base_model is model.encoder for head in model.heads.values())
+    heads_before = {n: copy.deepcopy(model.heads[n].state_dict()) for n in names}
+    result = training.train(model, tasks, tokenizer, hp(max_seq_length=96), 0, tmp_path / "m", "fp")
+    assert set(result["dev"]) == set(names)
+    for n in names:
+        after = model.heads[n].state_dict()
+        changed = [k for k in after if not k.startswith(model.heads[n].base_model_prefix) and not torch.equal(after[k], heads_before[n][k])]
+        assert changed, f"head of {n} was never updated"
+    assert tasks[1].allow_null  # SQuAD v2.0 may answer ""
+
+
+def test_predictions_are_decoded_per_format(tiny_bench, tiny_encoder, tokenizer):
+    data = task_data("udpos", hp(), tiny_bench, tokenizer, intermediate=False)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"udpos": HeadSpec("tagging", data.labels)})
+    records = formats.read_dataset(tiny_bench, "udpos", "de", "test")
+    from xstilts import features
+
+    preds = training.predict(model, data, records, features.encode("tagging", tokenizer, records, data.hp, data.labels), tokenizer)
+    assert [len(p) for p in preds] == [len(r["tokens"]) for r in records]
+    assert set(np.concatenate(preds)) <= set(data.labels)

@@ -1,0 +1,157 @@
+"""The Snakemake workflow itself: lint, the demo grid's job counts, and a real run of a reduced grid.
+
+The reduced run (tests/configs/smoke.yaml over config.yaml) executes the same DAG as the demo
+in a temporary directory, twice, and checks finite tables, English XNLI accuracy clearly above
+chance, byte-identical tables across the two runs, and `xstilts evaluate` on the DAG's own
+prediction folders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
+
+
+def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd or ROOT, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_reports_nothing():
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_of_the_demo_grid(tmp_path):
+    counts = job_counts(snakemake("-n", "--directory", str(tmp_path)).stdout)
+    encoders = 1 + len(INTERMEDIATE_TASKS) + 1  # baseline, nine tasks, multi-task
+    assert encoders == 11
+    assert counts == {
+        "make_demo_dataset": len(DATASETS),
+        "write_labels": len(TARGET_TASKS),
+        "train_tokenizer": 1,
+        "pretrain_mlm": 1,
+        "finetune_intermediate": encoders - 1,
+        "finetune_target": encoders * len(TARGET_TRAININGS) * 1,  # one seed in the demo
+        "embed_sentences": encoders,
+        "mine_bucc": encoders,
+        "search_tatoeba": encoders,
+        "score_run": encoders,
+        "make_tables": 1,
+        "make_figure": 1,
+        "all": 1,
+        "total": 22 + 9 + 2 + 10 + 66 + 3 * 11 + 11 + 3,
+    }
+
+
+def test_more_seeds_multiply_only_phase_3(tmp_path):
+    counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=[0,1,2]").stdout)
+    assert counts["finetune_target"] == 11 * 6 * 3
+    assert counts["score_run"] == 11 * 3
+    assert counts["finetune_intermediate"] == 10 and counts["embed_sentences"] == 11
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    proc = snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=zero", check=False)
+    assert proc.returncode != 0
+    assert "seeds: 'zero' is not of type 'array'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    dirs = []
+    for name in ("run1", "run2"):
+        workdir = tmp_path_factory.mktemp(name)
+        snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(workdir))
+        dirs.append(workdir)
+    return dirs
+
+
+@pytest.mark.workflow
+def test_tables_are_complete_and_finite(smoke_runs):
+    matrix = pd.read_csv(smoke_runs[0] / "results/tables/matrix.csv", index_col=0)
+    assert list(matrix.index) == ["baseline", "mnli", "squad_v1", "multitask"]
+    assert list(matrix.columns) == ["xnli", "udpos", "xquad", "bucc2018", "tatoeba", "avg"]
+    assert all(math.isfinite(v) for v in matrix.values.ravel())
+    assert (matrix.values >= 0).all() and (matrix.values <= 100).all()
+    for ext in ("csv", "md", "tex"):
+        assert (smoke_runs[0] / f"results/tables/matrix_delta.{ext}").stat().st_size > 0
+    assert (smoke_runs[0] / "results/figures/delta_heatmap.png").stat().st_size > 0
+
+
+@pytest.mark.workflow
+def test_xnli_english_dev_is_clearly_above_chance(smoke_runs):
+    metrics = json.loads((smoke_runs[0] / "results/target/xlmr-smoke/baseline/xnli/seed0/metrics.json").read_text())
+    accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
+    assert accuracy > 45.0, f"English XNLI dev accuracy {accuracy:.1f} is not clearly above chance (33.3)"
+
+
+@pytest.mark.workflow
+def test_two_runs_give_byte_identical_tables(smoke_runs):
+    first, second = (sorted((d / "results/tables").iterdir()) for d in smoke_runs)
+    assert [p.name for p in first] == [p.name for p in second]
+    for a, b in zip(first, second):
+        if a.name != "provenance.json":  # it names the (different) run directories
+            assert a.read_bytes() == b.read_bytes(), a.name
+
+
+@pytest.mark.workflow
+def test_evaluate_command_on_the_dags_predictions(smoke_runs, tmp_path):
+    run = smoke_runs[0]
+    out = tmp_path / "out.json"
+    predictions = run / "results/target/xlmr-smoke/mnli/squad/seed0/predictions"
+    proc = subprocess.run(["xstilts", "evaluate", "--prediction_folder", str(predictions),
+                           "--label_folder", str(run / "results/labels"), "--output_file", str(out),
+                           "--only_available_languages"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    evaluated = json.loads(out.read_text())
+    scores = json.loads((run / "results/scores/xlmr-smoke/mnli/seed0.json").read_text())["scores"]
+    assert evaluated["xquad"]["avg_metric"] == pytest.approx(scores["xquad"]["avg_metric"])
+    assert evaluated["xquad"]["f1"] == scores["xquad"]["f1"]
+
+
+@pytest.mark.workflow
+def test_every_number_traces_to_its_files(smoke_runs):
+    run = smoke_runs[0]
+    provenance = json.loads((run / "results/tables/provenance.json").read_text())
+    assert len(provenance["score_files"]) == 4
+    score = json.loads((run / "results/scores/xlmr-smoke/baseline/seed0.json").read_text())
+    assert any(re.search(r"xnli/test-de\.tsv$", p) for p in score["inputs"])
+    assert any(re.search(r"labels/xnli/test-de\.tsv$", p) for p in score["inputs"])
+
+
+@pytest.mark.workflow
+def test_rerun_has_nothing_to_do(smoke_runs):
+    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
