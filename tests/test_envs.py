@@ -42,3 +42,13 @@ def test_every_rule_uses_an_existing_env():
         for match in re.findall(r'CONDA_ENV = "\.\./(envs/[^"]+)"', smk.read_text()):
             assert (ROOT / match).exists()
     assert (ROOT / "envs" / "xstilts.yaml").exists()
+
+
+def test_lock_file_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = pins(project["dependencies"] + project["optional-dependencies"]["cpu"] + project["optional-dependencies"]["test"])
+    lines = [line for line in (ROOT / "requirements.lock").read_text().splitlines() if line and not line.startswith("#")]
+    locked = pins(lines)
+    for name, version in expected.items():
+        assert locked.get(name) == version, f"requirements.lock has {name}=={locked.get(name)}, pyproject pins {version}"
+    assert not any(name.startswith("nvidia-") for name in locked)  # no CUDA wheels on the CPU lock
