@@ -1,7 +1,10 @@
 """Data: canonical task datasets and XTREME label files.
 
-Rules: make_demo_dataset (embedded synthetic benchmark, one job per dataset), write_labels
-(XTREME label files of each target, the `--label_folder` of `xstilts evaluate`).
+Rules: make_demo_dataset (embedded synthetic benchmark, one job per dataset; data.source
+synthetic), download_source (a localrule, the only jobs with network access: one pinned,
+sha256-verified source) and convert_dataset (one real dataset to the same canonical files;
+data.source download), write_labels (XTREME label files of each target, the `--label_folder` of
+`xstilts evaluate`).
 """
 
 
@@ -18,6 +21,54 @@ if EXP["data"]["source"] == "synthetic":
             CONDA_ENV
         script:
             "../scripts/make_demo_dataset.py"
+
+
+if EXP["data"]["source"] == "download":
+
+    from xstilts.pipeline import manual_data_problems
+
+    rule download_source:
+        output:
+            directory("resources/downloads/{source}"),
+        params:
+            files=lambda w: PLAN.download_job(w.source),
+            # Outside the output folder, so an interrupted transfer resumes on the next run.
+            partial_dir="resources/partial/{source}",
+        wildcard_constraints:
+            source=_alternatives(PLAN.download_sources()),
+        log:
+            "logs/download_source/{source}.log",
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/download_source.py"
+
+    rule convert_dataset:
+        input:
+            # ancient: a download is identified by its pinned checksums (in params), not by its
+            # time stamp, so fetching a source again never re-converts or retrains anything.
+            raw=lambda w: [ancient(f"resources/downloads/{s}") for s in PLAN.dataset_sources(w.dataset)],
+        output:
+            directory(f"{DATA}/{{dataset}}"),
+        params:
+            job=lambda w: PLAN.convert_job(w.dataset),
+        log:
+            "logs/convert_dataset/{dataset}.log",
+        threads: 1
+        resources:
+            mem_mb=16000,
+            runtime=120,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/convert_dataset.py"
+
+    # Manual data (CCGbank) is checked before the first job of a real run, not hours into it; a
+    # dry run (-n) skips this and lists the whole grid.
+    onstart:
+        if manual_data_problems(PLAN, DATA):
+            raise WorkflowError("\n".join(manual_data_problems(PLAN, DATA)))
 
 
 rule write_labels:

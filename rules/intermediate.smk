@@ -22,8 +22,9 @@ rule finetune_intermediate:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=32000,
-        runtime=1440,
+        cpus_per_gpu=lambda wildcards, threads: threads,
+        mem_mb=lambda wildcards, attempt: 32000 * attempt,
+        runtime=lambda wildcards, attempt: 960 * attempt,
     conda:
         CONDA_ENV
     script:

@@ -1,7 +1,9 @@
-"""Phase 1 stand-in for the demo: a tokenizer and a tiny XLM-R-architecture MLM trained locally.
+"""Phase 1: the multilingual encoder every later phase starts from.
 
-Rules: train_tokenizer, pretrain_mlm. The resulting folder is loaded by every later rule
-exactly as a downloaded `xlm-roberta-large` would be.
+Rules: train_tokenizer, pretrain_mlm (model.source pretrain: the demo's tiny XLM-R-architecture
+MLM trained locally), download_model (a localrule: the hub encoder at its pinned commit, e.g.
+XLM-R Large) and prepare_model (model.source hub). Either way the result is a Hugging Face
+folder `results/encoders/{model}/baseline`, loaded by every later rule from disk.
 """
 
 
@@ -17,6 +19,10 @@ if EXP["model"]["source"] == "pretrain":
             languages=PLAN.corpus_languages(),
         log:
             "logs/train_tokenizer/{model}.log",
+        threads: 1
+        resources:
+            mem_mb=lambda wildcards, attempt: 4000 * attempt,
+            runtime=lambda wildcards, attempt: 30 * attempt,
         conda:
             CONDA_ENV
         script:
@@ -40,9 +46,45 @@ if EXP["model"]["source"] == "pretrain":
         threads: 1
         resources:
             gpu=1,
-            mem_mb=16000,
-            runtime=240,
+            cpus_per_gpu=lambda wildcards, threads: threads,
+            mem_mb=lambda wildcards, attempt: 16000 * attempt,
+            runtime=lambda wildcards, attempt: 240 * attempt,
         conda:
             CONDA_ENV
         script:
             "../scripts/pretrain_mlm.py"
+
+
+if EXP["model"]["source"] == "hub":
+
+    rule download_model:
+        output:
+            directory("resources/models/{model}"),
+        params:
+            job=PLAN.model_job(),
+        log:
+            "logs/download_model/{model}.log",
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/download_model.py"
+
+    rule prepare_model:
+        input:
+            # ancient: the download is identified by its pinned commit (params), not its time stamp.
+            download=ancient("resources/models/{model}"),
+        output:
+            directory(f"results/encoders/{{model}}/{BASELINE}"),
+        params:
+            job=PLAN.model_job(),
+        log:
+            "logs/prepare_model/{model}.log",
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=30,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/prepare_model.py"

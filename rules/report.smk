@@ -16,6 +16,9 @@ rule score_run:
         languages={t: PLAN.target_languages(t) for t in PLAN.targets},
     log:
         "logs/score_run/{model}/{encoder}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
     conda:
         CONDA_ENV
     script:
@@ -40,6 +43,9 @@ rule make_tables:
         preset=EXP["preset"],
     log:
         "logs/make_tables/make_tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
     conda:
         CONDA_ENV
     script:
@@ -54,6 +60,9 @@ rule make_figure:
         "results/figures/delta_heatmap.pdf",
     log:
         "logs/make_figure/make_figure.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
     conda:
         CONDA_ENV
     script:

@@ -20,8 +20,9 @@ rule embed_sentences:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        cpus_per_gpu=lambda wildcards, threads: threads,
+        mem_mb=lambda wildcards, attempt: 32000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
     conda:
         CONDA_ENV
     script:
@@ -41,8 +42,8 @@ rule mine_bucc:
         "logs/mine_bucc/{model}/{encoder}.log",
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 600 * attempt,
     conda:
         CONDA_ENV
     script:
@@ -61,8 +62,8 @@ rule search_tatoeba:
         "logs/search_tatoeba/{model}/{encoder}.log",
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     conda:
         CONDA_ENV
     script:

@@ -23,8 +23,9 @@ rule finetune_target:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=32000,
-        runtime=1440,
+        cpus_per_gpu=lambda wildcards, threads: threads,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 720 * attempt,
     conda:
         CONDA_ENV
     script:

@@ -155,3 +155,15 @@ def test_every_number_traces_to_its_files(smoke_runs):
 def test_rerun_has_nothing_to_do(smoke_runs):
     proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
+    # Snakemake's params trigger: XNLI's learning rate is a param of XNLI's fine-tuning jobs only.
+    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]),
+                     "--config", 'targets={"task_hparams": {"xnli": {"learning_rate": "1e-3"}}}')
+    encoders = 4  # baseline, mnli, squad_v1, multitask in tests/configs/smoke.yaml; one seed
+    assert job_counts(proc.stdout) == {"finetune_target": encoders, "score_run": encoders, "make_tables": 1,
+                                       "make_figure": 1, "all": 1, "total": 2 * encoders + 3}
+    assert all("/xnli/seed0" in line for line in proc.stdout.splitlines()
+               if "output:" in line and "results/target/" in line)

@@ -12,11 +12,12 @@ for the pretrained model in phase 3 and in retrieval.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -53,10 +54,23 @@ class HeadSpec:
     labels: tuple[str, ...] = field(default=())
 
 
-def quiet_transformers() -> None:
-    """Silence transformers' load reports: a fresh head's MISSING keys are expected here."""
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars for the duration of a load or save.
+
+    A fresh head's MISSING keys and an MLM checkpoint's UNEXPECTED ``lm_head`` are expected
+    here. The previous settings are restored, so other code still sees transformers' warnings.
+    """
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class MultiTaskModel(nn.Module):
@@ -70,7 +84,11 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec]) -> "MultiTaskModel":
         """Load the encoder (a local folder, or a config for random init) and add one head per task."""
-        quiet_transformers()
+        with quiet_transformers():
+            return cls._build(encoder_source, specs)
+
+    @classmethod
+    def _build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec]) -> "MultiTaskModel":
         if isinstance(encoder_source, PretrainedConfig):
             config = encoder_source
             encoder = AutoModel.from_config(config)
@@ -97,16 +115,18 @@ class MultiTaskModel(nn.Module):
 
     def save_encoder(self, out_dir: str | Path, tokenizer: Any) -> None:
         """Save the shared encoder and tokenizer as a standard Hugging Face model folder."""
-        self.encoder.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        with quiet_transformers():
+            self.encoder.save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
 
     def save_head_model(self, task: str, out_dir: str | Path, tokenizer: Any) -> None:
         """Save one task's full model (encoder + head) as a standard ``AutoModelFor*`` folder."""
-        self.heads[task].save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        with quiet_transformers():
+            self.heads[task].save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
 
 
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:
     """Load a fine-tuned task model saved by ``save_head_model``."""
-    quiet_transformers()
-    return HEAD_CLASSES[fmt].from_pretrained(model_dir)
+    with quiet_transformers():
+        return HEAD_CLASSES[fmt].from_pretrained(model_dir)

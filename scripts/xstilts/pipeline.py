@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -35,8 +36,15 @@ log = logging.getLogger("xstilts")
 # Plumbing
 
 
-def setup_logging(log_file: str | Path | None) -> None:
-    """Log to the rule's log file (progress, metrics); warnings also go to stderr."""
+def setup_logging(log_file: str | Path | None, network: bool = False) -> None:
+    """Log to the rule's log file (progress, metrics); warnings also go to stderr.
+
+    Every rule script calls this first, before any Hugging Face import: unless the job is a
+    download job (``network=True``), it also sets the Hugging Face offline switches
+    (``offline_mode``), so no training, prediction or scoring job can reach the network.
+    """
+    if not network:
+        offline_mode()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
@@ -68,6 +76,7 @@ def provenance(paths: list[str | Path]) -> dict[str, str]:
 def _load_tokenizer(model_dir: str | Path) -> Any:
     from transformers import AutoTokenizer
 
+    require_model_dir(model_dir, "tokenizer")
     return AutoTokenizer.from_pretrained(model_dir)
 
 
@@ -303,6 +312,7 @@ def embed_sentences(job: dict[str, Any], encoder_dir: str | Path, data_root: str
     from xstilts import embeddings
 
     torch.set_num_threads(max(1, threads))
+    require_model_dir(encoder_dir)
     texts = retrieval_texts(data_root, job["languages"])
     with open(Path(encoder_dir) / "config.json", encoding="utf-8") as f:
         depth = json.load(f)["num_hidden_layers"]
@@ -401,3 +411,109 @@ def score_run(folders: dict[str, str], languages: dict[str, list[str]], label_di
     result = {**context, "scores": scores, "inputs": provenance(files)}
     write_json(out_path, result)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Offline jobs, downloads and conversion of the real datasets (data.source = download)
+
+#: The environment switches that keep transformers, datasets and huggingface_hub off the network.
+OFFLINE_SWITCHES = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def offline_mode() -> None:
+    """Set the Hugging Face offline switches for this process (before any HF import)."""
+    os.environ.update(OFFLINE_SWITCHES)
+
+
+#: Files that make a local folder a model (config.json) or a tokenizer (any of the others).
+_LOCAL_FILES = {"model": ("config.json",),
+                "tokenizer": ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model", "spm.model",
+                              "vocab.txt", "vocab.json")}
+
+
+def require_model_dir(model_dir: str | Path, kind: str = "model") -> None:
+    """Fail fast, naming the path and its producing rule, when a local model (or tokenizer)
+    folder is missing or incomplete. Jobs never download: a hub id instead of a folder is an error.
+    """
+    if not any((Path(model_dir) / name).is_file() for name in _LOCAL_FILES[kind]):
+        raise FileNotFoundError(
+            f"{model_dir}: no local Hugging Face {kind} here (none of {', '.join(_LOCAL_FILES[kind])}). Jobs run "
+            "offline (HF_HUB_OFFLINE=1) and never download; this folder is written by rule prepare_model "
+            "(model.source hub), train_tokenizer / pretrain_mlm (model.source pretrain) or finetune_intermediate "
+            "(an intermediate encoder)."
+        )
+
+
+def download_source(files: list[dict[str, Any]], out_dir: str | Path, partial_dir: str | Path) -> dict[str, str]:
+    """Rule download_source: fetch and verify the pinned files of one source."""
+    from xstilts import download
+
+    sums = download.download_files(files, out_dir, partial_dir=partial_dir)
+    log.info("downloaded %d verified file(s) to %s", len(sums), out_dir)
+    return sums
+
+
+def convert_dataset(job: dict[str, Any], raw_dirs: list[str], data_root: str | Path) -> dict[str, int]:
+    """Rule convert_dataset: re-verify the raw files' pins, then write the canonical dataset."""
+    from xstilts import converters, download
+
+    for raw_dir in raw_dirs:
+        source = Path(raw_dir).name
+        for name, sha256 in job["pins"][source].items():
+            download.verify_file(Path(raw_dir) / name, sha256)
+    raw = raw_dirs[0] if raw_dirs else None
+    # Only the canonical files go into the dataset folder; the example counts go to the log.
+    return converters.convert(job["dataset"], raw, job["layout"], data_root, ccgbank=job.get("ccgbank"))
+
+
+def download_model(job: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Rule download_model: the hub encoder at its pinned commit, every file verified."""
+    from xstilts import download
+
+    return download.download_hub_model(job["repo_id"], job["revision"], job["files"], out_dir,
+                                       record_revision=job["record_revision"])
+
+
+def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Rule prepare_model: the phase-1 encoder folder from the verified download (hard links).
+
+    Re-checks the sha256 recorded at download time, then loads the config and tokenizer
+    offline, so a broken model fails here, not hours into a training job.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from xstilts import download
+
+    download_dir, out = Path(download_dir), Path(out_dir)
+    record = json.loads((download_dir / "source.json").read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, sha256 in sorted(record["sha256"].items()):
+        download.verify_file(download_dir / name, sha256)
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(download_dir / name, target)
+        except OSError:
+            shutil.copyfile(download_dir / name, target)
+    config = AutoConfig.from_pretrained(out, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    if not getattr(config, "num_hidden_layers", 0):
+        raise ValueError(f"{out}: the config names no num_hidden_layers; is {record['repo_id']} an encoder?")
+    info = {"repo_id": record["repo_id"], "revision": record["revision"], "num_hidden_layers": config.num_hidden_layers,
+            "hidden_size": getattr(config, "hidden_size", None), "vocab_size": len(tokenizer)}
+    log.info("encoder %s@%s: %s", record["repo_id"], record["revision"], info)
+    return info
+
+
+def manual_data_problems(plan: Any, data_root: str | Path) -> list[str]:
+    """Manual inputs a real run would miss (CCGbank), checked before any job starts."""
+    from xstilts import converters
+
+    problems = []
+    if "ccg" in plan.datasets() and not (Path(data_root) / "ccg").is_dir():
+        path = plan.convert_job("ccg")["ccgbank"]
+        try:
+            converters.ccgbank_auto_dir(path)
+        except converters.ConversionError as e:
+            problems.append(str(e))
+    return problems

@@ -199,3 +199,46 @@ class Plan:
     def tatoeba_job(self) -> dict[str, Any]:
         direction = self.exp["retrieval"].get("tatoeba", {}).get("direction", "xx2en")
         return {"languages": self.target_languages("tatoeba"), "direction": direction}
+
+    # ---------------------------------------------------------------- real data and hub models
+    # (data.source = download, model.source = hub: the paper preset)
+    def dataset_sources(self, dataset: str) -> list[str]:
+        """Download sources a dataset is converted from ([] for the manual CCGbank)."""
+        from xstilts.sources import source_of
+
+        source = source_of(dataset)
+        return [source] if source else []
+
+    def download_sources(self) -> list[str]:
+        """Every download source the grid's datasets need, sorted by name."""
+        return sorted({s for d in self.datasets() for s in self.dataset_sources(d)})
+
+    def download_job(self, source: str) -> list[dict[str, Any]]:
+        """The pinned files of one download job (a change of URL or pin re-downloads)."""
+        from xstilts.sources import download_job
+
+        return download_job(source, self.exp["data"]["download"].get("mirrors", {}))
+
+    def convert_job(self, dataset: str) -> dict[str, Any]:
+        """What a conversion depends on: the layout to write and the pins of its inputs."""
+        from xstilts.sources import pins
+
+        job: dict[str, Any] = {
+            "dataset": dataset,
+            "layout": self.layout(dataset),
+            "pins": {s: pins(s) for s in self.dataset_sources(dataset)},
+        }
+        if dataset == "ccg":
+            job["ccgbank"] = self.exp["data"]["download"].get("ccgbank", "resources/manual/ccgbank_1_1")
+        return job
+
+    def model_job(self) -> dict[str, Any]:
+        """The hub model to download: repository, pinned commit, file patterns."""
+        hub = self.exp["model"]["hub"]
+        return {
+            "repo_id": hub["id"],
+            "revision": hub["revision"],
+            "record_revision": hub.get("record_revision", False),
+            "files": list(hub.get("files", ["config.json", "model*.safetensors", "tokenizer.json",
+                                            "sentencepiece.bpe.model"])),
+        }

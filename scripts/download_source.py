@@ -1,0 +1,8 @@
+"""Rule download_source (a localrule: the only jobs with network access): one pinned source."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0], network=True)
+pipeline.download_source(snakemake.params.files, snakemake.output[0], snakemake.params.partial_dir)

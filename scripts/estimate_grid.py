@@ -1,0 +1,221 @@
+"""Job counts and a GPU-hour estimate of a preset's grid, computed from the config.
+
+    python scripts/estimate_grid.py                     # the paper preset, Markdown tables
+    python scripts/estimate_grid.py --tflops 120        # another sustained-throughput assumption
+
+The README's numbers come from this script, so they follow the config instead of being typed.
+
+Cost model. A micro-batch takes the longer of (a) its FLOPs at a stated sustained throughput and
+(b) a stated latency floor: with the paper's micro-batch of 4 short sentences, XLM-R Large's
+~1,000 kernel launches per step, not its FLOPs, bound the time. FLOPs per token: forward
+2 x N + 4 x layers x hidden x sequence length (N = non-embedding parameters, 302M for XLM-R
+Large: 24 layers, hidden 1024, feed-forward 4096), training 3 x forward. Tokens per example are
+assumed means after SentencePiece and padding to the longest of a micro-batch (below). A job
+= its training epochs, periodic and final dev evaluations, and its test predictions in every
+language. Early stopping is ignored (with patience 30 at one evaluation per 1000 steps none of
+the paper's target runs can stop early), so on that account the estimate is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from xstilts.config import hparams_for, resolve  # noqa: E402
+from xstilts.plan import Plan  # noqa: E402
+from xstilts.tasks import INTERMEDIATE_TASKS, MULTITASK, TARGET_TRAININGS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# XLM-R Large (paper.md section 3.1): layers, hidden size, feed-forward size.
+LAYERS, HIDDEN, FFN = 24, 1024, 4096
+NON_EMBEDDING_PARAMS = LAYERS * (4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN)
+
+#: Assumptions (A100-80GB-class GPU, bf16 autocast, HF transformers in eager mode, deterministic
+#: kernels): sustained throughput when FLOPs dominate (16 % of an A100's dense bf16 peak of 312
+#: TFLOP/s), and the least time of one training micro-batch (forward + backward + the optimizer
+#: step amortised over grad_accum) and of one inference micro-batch.
+DEFAULT_TFLOPS = 50.0
+DEFAULT_TRAIN_FLOOR_MS = 40.0
+DEFAULT_INFER_FLOOR_MS = 12.0
+
+# Examples per split. Train/dev sizes of the intermediate tasks and XTREME sets: the split sizes
+# recorded in the legacy Hugging Face dataset_infos.json files (huggingface/datasets@d7dfbc83),
+# summed over XTREME's languages for test sets. [R] marks a number from memory (CCGbank sections,
+# the TyDiQA English share, BUCC's full corpora), to check against a first run's conversion logs.
+TRAIN = {"anli_r1": 16946, "anli_r2": 45460, "anli_r3": 100459, "mnli": 392702, "snli": 549367,
+         "qqp": 363846, "squad_v1": 87599, "squad_v2": 130319, "hellaswag": 39905, "cosmosqa": 25262,
+         "commonsenseqa": 9741, "ccg": 39604,  # [R] CCGbank sections 02-21
+         "pawsx": 49175, "udpos": 21253, "panx": 20000, "tydiqa": 3326}  # [R] 3,696 English, 90 % kept
+DEV = {"anli_r1": 1000, "anli_r2": 1000, "anli_r3": 1200, "mnli": 9815, "snli": 9842, "qqp": 40430,
+       "squad_v1": 10570, "squad_v2": 11873, "hellaswag": 10042, "cosmosqa": 2985, "commonsenseqa": 1221,
+       "ccg": 1913,  # [R] section 00
+       "pawsx": 2000, "udpos": 3974, "panx": 10000, "tydiqa": 370}  # [R] 10 % of English GoldP train
+TEST = {"xnli": 75150, "pawsx": 13999, "udpos": 102119, "panx": 262300, "xquad": 13090, "mlqa": 42245,
+        "tydiqa": 5077}
+#: Sentences embedded per encoder: BUCC's four comparable corpora, both sides, training + sample
+#: [R] (about 2.66M + 0.27M), and Tatoeba's 36 language pairs (31,692 pairs, both sides).
+RETRIEVAL_SENTENCES = 2_930_000 + 2 * 31692
+
+# Assumed mean tokens per example after XLM-R's SentencePiece and padding to the longest of a
+# micro-batch of 4 (multiple choice: all choices; span QA: all windows of at most 384 tokens).
+TOKENS = {"anli_r1": 110, "anli_r2": 110, "anli_r3": 110, "mnli": 55, "snli": 35, "qqp": 40, "xnli": 60,
+          "pawsx": 60, "squad_v1": 280, "squad_v2": 280, "xquad": 300, "mlqa": 350, "tydiqa": 400,
+          "hellaswag": 4 * 70, "cosmosqa": 4 * 130, "commonsenseqa": 5 * 30, "ccg": 40, "udpos": 35,
+          "panx": 20}
+RETRIEVAL_TOKENS = 40
+
+
+def forward_flops(tokens: float, seq: float) -> float:
+    return tokens * (2 * NON_EMBEDDING_PARAMS + 4 * LAYERS * HIDDEN * seq)
+
+
+def _seq(dataset: str) -> float:
+    per_choice = {"hellaswag": 4, "cosmosqa": 4, "commonsenseqa": 5}.get(dataset, 1)
+    return min(384, TOKENS[dataset] / per_choice)
+
+
+class Cost:
+    """Seconds of GPU time for micro-batches of given size, under the stated assumptions."""
+
+    def __init__(self, tflops: float, train_floor_ms: float, infer_floor_ms: float):
+        self.flops_per_s = tflops * 1e12
+        self.train_floor, self.infer_floor = train_floor_ms / 1000, infer_floor_ms / 1000
+
+    def train(self, dataset: str, examples: float, batch: int) -> float:
+        micro = math.ceil(examples / batch)
+        return micro * max(3 * forward_flops(batch * TOKENS[dataset], _seq(dataset)) / self.flops_per_s,
+                           self.train_floor)
+
+    def infer(self, dataset: str, examples: float, batch: int) -> float:
+        micro = math.ceil(examples / batch)
+        return micro * max(forward_flops(batch * TOKENS[dataset], _seq(dataset)) / self.flops_per_s,
+                           self.infer_floor)
+
+
+def training_seconds(cost: Cost, train: list[str], dev: list[str], hp: dict) -> float:
+    """Training on the given datasets (concatenated) for hp epochs, with periodic and final dev evals."""
+    examples = sum(TRAIN[d] for d in train)
+    steps = hp["epochs"] * math.ceil(examples / (hp["batch_size"] * hp["grad_accum"]))
+    eval_batch = hp.get("eval_batch_size") or 2 * hp["batch_size"]
+    seconds = sum(cost.train(d, hp["epochs"] * TRAIN[d], hp["batch_size"]) for d in train)
+    evals = steps // hp["eval_every_steps"] if hp["eval_every_steps"] else math.ceil(hp["epochs"])
+    subset = hp.get("eval_max_examples") or 10**9
+    seconds += sum(evals * cost.infer(d, min(subset, DEV[d]), eval_batch) + cost.infer(d, DEV[d], eval_batch)
+                   for d in dev)
+    return seconds
+
+
+def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
+    """GPU-hours of one job: each intermediate encoder, and each target training (one run)."""
+    plan = Plan(exp)
+    hours: dict[str, float] = {}
+    for itask in plan.itasks:
+        seconds = 0.0
+        for name in plan.multitask_members() if itask == MULTITASK else [itask]:
+            task = INTERMEDIATE_TASKS[name]
+            hp = hparams_for(exp, "intermediate", name)
+            if itask == MULTITASK:  # each task's batch and length, the mix's epochs and cadence
+                mix = hparams_for(exp, "intermediate", None)
+                hp = {**hp, **{k: mix[k] for k in ("epochs", "eval_every_steps", "eval_max_examples")}}
+            seconds += training_seconds(cost, [s.dataset for s in task.train], [s.dataset for s in task.dev], hp)
+        hours[f"finetune_intermediate/{itask}"] = seconds / 3600
+    for training in plan.trainings:
+        task = TARGET_TRAININGS[training]
+        hp = hparams_for(exp, "target", training)
+        seconds = training_seconds(cost, [s.dataset for s in task.train], [s.dataset for s in task.dev], hp)
+        eval_batch = hp.get("eval_batch_size") or 2 * hp["batch_size"]
+        seconds += sum(cost.infer(t, TEST[t], eval_batch) for t in plan.served(training))
+        hours[f"finetune_target/{training}"] = seconds / 3600
+    return hours
+
+
+def estimate(exp: dict, cost: Cost) -> dict[str, dict[str, float]]:
+    """GPU rule -> {jobs, gpu_hours} of a resolved experiment."""
+    plan = Plan(exp)
+    hours = job_hours(exp, cost)
+    rows: dict[str, dict[str, float]] = {}
+    rows["finetune_intermediate"] = {"jobs": len(plan.itasks),
+                                     "gpu_hours": sum(h for k, h in hours.items() if k.startswith("finetune_inter"))}
+    runs = len(plan.encoders) * len(plan.seeds)
+    rows["finetune_target"] = {"jobs": runs * len(plan.trainings),
+                               "gpu_hours": runs * sum(h for k, h in hours.items() if k.startswith("finetune_target"))}
+
+    batch = exp["retrieval"].get("batch_size", 64)
+    micro = math.ceil(RETRIEVAL_SENTENCES / batch)
+    embed = micro * max(forward_flops(batch * RETRIEVAL_TOKENS, RETRIEVAL_TOKENS) / cost.flops_per_s, cost.infer_floor)
+    rows["embed_sentences"] = {"jobs": len(plan.encoders), "gpu_hours": embed * len(plan.encoders) / 3600}
+    return rows
+
+
+def job_counts(exp: dict) -> dict[str, int]:
+    """Jobs per rule of a resolved experiment (what `snakemake -n` lists)."""
+    plan = Plan(exp)
+    counts: dict[str, int] = {}
+    if exp["data"]["source"] == "download":
+        counts["download_source"] = len(plan.download_sources())
+        counts["convert_dataset"] = len(plan.datasets())
+    else:
+        counts["make_demo_dataset"] = len(plan.datasets())
+    if exp["model"]["source"] == "hub":
+        counts.update(download_model=1, prepare_model=1)
+    else:
+        counts.update(train_tokenizer=1, pretrain_mlm=1)
+    encoders = len(plan.encoders)
+    counts.update({
+        "write_labels": len(plan.targets),
+        "finetune_intermediate": len(plan.itasks),
+        "finetune_target": encoders * len(plan.trainings) * len(plan.seeds),
+        "embed_sentences": encoders if plan.retrieval_targets else 0,
+        "mine_bucc": encoders if "bucc2018" in plan.targets else 0,
+        "search_tatoeba": encoders if "tatoeba" in plan.targets else 0,
+        "score_run": encoders * len(plan.seeds),
+        "make_tables": 1, "make_figure": 1, "all": 1,
+    })
+    counts = {k: v for k, v in counts.items() if v}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="paper", help="preset of config.yaml (default: paper)")
+    parser.add_argument("--configfile", default=str(ROOT / "config.yaml"))
+    parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                        help=f"sustained throughput per GPU in TFLOP/s (default {DEFAULT_TFLOPS:g})")
+    parser.add_argument("--train-floor-ms", type=float, default=DEFAULT_TRAIN_FLOOR_MS,
+                        help=f"least time of a training micro-batch (default {DEFAULT_TRAIN_FLOOR_MS:g} ms)")
+    parser.add_argument("--infer-floor-ms", type=float, default=DEFAULT_INFER_FLOOR_MS,
+                        help=f"least time of an inference micro-batch (default {DEFAULT_INFER_FLOOR_MS:g} ms)")
+    args = parser.parse_args(argv)
+    with open(args.configfile, encoding="utf-8") as f:
+        raw = copy.deepcopy(yaml.safe_load(f))
+    raw["preset"] = args.preset
+    exp = resolve(raw)
+
+    print(f"## Jobs of preset `{args.preset}`\n")
+    print("| rule | jobs |\n|---|---:|")
+    for rule, n in job_counts(exp).items():
+        print(f"| `{rule}` | {n} |" if rule != "total" else f"| **total** | **{n}** |")
+    rows = estimate(exp, Cost(args.tflops, args.train_floor_ms, args.infer_floor_ms))
+    total = sum(r["gpu_hours"] for r in rows.values())
+    print(f"\n## GPU-hours ({args.tflops:g} TFLOP/s sustained, micro-batch floors {args.train_floor_ms:g} ms "
+          f"training / {args.infer_floor_ms:g} ms inference)\n")
+    print("| rule | jobs | GPU-hours per job (mean) | GPU-hours |\n|---|---:|---:|---:|")
+    for rule, r in rows.items():
+        print(f"| `{rule}` | {r['jobs']:.0f} | {r['gpu_hours'] / r['jobs']:.2f} | {r['gpu_hours']:,.0f} |")
+    print(f"| **total** | | | **{total:,.0f}** |")
+    print("\n## GPU-hours of one job\n")
+    print("| job | GPU-hours |\n|---|---:|")
+    for job, hours in job_hours(exp, Cost(args.tflops, args.train_floor_ms, args.infer_floor_ms)).items():
+        print(f"| `{job}` | {hours:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

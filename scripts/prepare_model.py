@@ -1,0 +1,8 @@
+"""Rule prepare_model: the phase-1 encoder folder from the verified hub download (offline)."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+pipeline.prepare_model(snakemake.input.download, snakemake.output[0])
