@@ -23,6 +23,38 @@ include: "rules/intermediate.smk"
 include: "rules/target.smk"
 include: "rules/retrieval.smk"
 include: "rules/report.smk"
+include: "rules/paper.smk"
+include: "rules/reasoning.smk"
+
+
+# Cheap jobs (data generation, label files, scoring, tables) run on the submit host under a
+# cluster profile (profiles/slurm); the rest is submitted as cluster jobs.
+localrules:
+    write_labels,
+    score_run,
+    make_tables,
+    make_figure,
+    make_paper_inputs,
+    make_compute_table,
+    make_language_figure,
+    compile_paper,
+
+
+if EXP["data"]["source"] == "synthetic":
+
+    localrules: make_demo_dataset
+
+
+from xstilts.paper_build import INSTALL_HINT, toolchain_available
+
+# The PDF needs a TeX toolchain: without one, the default target stops at the paper's generated
+# inputs and says so; `snakemake paper` then fails with the same advice.
+PAPER_PDF = [rules.compile_paper.output.pdf] if toolchain_available() else []
+if not PAPER_PDF:
+    logger.warning(
+        "No TeX toolchain (latexmk, pdflatex): the default target builds the tables, figures and the "
+        f"paper's generated inputs, but not the PDF. To compile it, {INSTALL_HINT}; then run `snakemake paper`."
+    )
 
 
 rule all:
@@ -30,3 +62,8 @@ rule all:
     input:
         rules.make_tables.output,
         rules.make_figure.output,
+        rules.make_paper_inputs.output,
+        rules.make_compute_table.output,
+        rules.make_language_figure.output,
+        REASONING_OUTPUTS,
+        PAPER_PDF,

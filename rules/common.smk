@@ -37,7 +37,7 @@ wildcard_constraints:
     itask=_alternatives(PLAN.itasks),
     encoder=_alternatives(PLAN.encoders),
     training=_alternatives(PLAN.trainings),
-    target=_alternatives(PLAN.targets),
+    target=_alternatives(PLAN.evaluated_targets),
     seed=r"\d+",
 
 
@@ -61,7 +61,8 @@ def target_data(wildcards):
     """Dataset folders a target job trains, selects and predicts on."""
     job = PLAN.target_job(wildcards.training)
     task = TARGET_TRAININGS[wildcards.training]
-    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + list(job["predict"]))
+    stages = [d for stage in job.get("stages", []) for d, _, _ in stage["train"] + stage["dev"]]
+    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + list(job["predict"]) + stages)
 
 
 def run_folders(wildcards):
@@ -84,3 +85,86 @@ def run_predictions(wildcards):
 
 def all_scores():
     return [f"results/scores/{MODEL}/{e}/seed{s}.json" for e in PLAN.encoders for s in PLAN.seeds]
+
+
+def all_target_metrics():
+    """Dev/test metrics of every phase-3 run (checkpoint selection: best intermediate task)."""
+    return [
+        f"results/target/{MODEL}/{e}/{t}/seed{s}/metrics.json"
+        for e in PLAN.encoders
+        for t in PLAN.trainings
+        for s in PLAN.seeds
+    ]
+
+
+def all_retrieval_details(task):
+    return [f"results/retrieval/{MODEL}/{e}/{task}.json" for e in PLAN.encoders] if task in PLAN.targets else []
+
+
+# ------------------------------------------------------------------------------------ the paper
+PAPER = "results/paper"
+PAPER_DIR = f"{workflow.basedir}/paper"
+CAPTIONS = f"{PAPER_DIR}/captions.yaml"
+FIGURE_STYLE = f"{PAPER_DIR}/figures.mplstyle"
+PUBLISHED = [f"{PAPER_DIR}/published/{n}.csv" for n in ("xtreme_test", "categories", "claims")]
+
+
+def training_hparams():
+    """Display name -> effective hyperparameters of every training of the grid (paper table)."""
+    from xstilts.tasks import DISPLAY_NAMES
+
+    jobs = {}
+    if EXP["model"]["source"] == "pretrain":
+        jobs["MLM pretraining (phase 1)"] = PLAN.pretrain_job()["hparams"]
+    for itask in PLAN.itasks:
+        jobs[f"{DISPLAY_NAMES.get(itask, itask)} (intermediate)"] = PLAN.intermediate_job(itask)["hparams"]
+    for training in PLAN.trainings:
+        jobs[f"{DISPLAY_NAMES.get(training, training)} (target)"] = PLAN.target_job(training)["hparams"]
+    return jobs
+
+
+def _paper_files(main="main.tex"):
+    from xstilts.paper import paper_files
+
+    try:
+        return paper_files(PAPER_DIR, main)
+    except FileNotFoundError as error:
+        raise WorkflowError(str(error)) from None
+
+
+PAPER_SOURCES, PAPER_GENERATED = (
+    [f"{PAPER_DIR}/{s}" for s in _paper_files()[0]],
+    _paper_files()[1],
+)
+# Sections \input through generated/extra_sections.tex only when the run has what they need:
+# (section, the generated files it reads).
+PAPER_EXTRA_SECTIONS = [
+    (section, _paper_files(section)[1])
+    for section, active in [("sections/reasoning.tex", PLAN.reasoning_complete)]
+    if active
+]
+
+
+def all_benchmarks():
+    """The `benchmark:` file of every compute job of the grid (the compute table's input)."""
+    files = []
+    if EXP["model"]["source"] == "pretrain":
+        files += [f"benchmarks/{r}/{MODEL}.tsv" for r in ("train_tokenizer", "pretrain_mlm")]
+    files += [f"benchmarks/finetune_intermediate/{MODEL}/{i}.tsv" for i in PLAN.itasks]
+    files += [
+        f"benchmarks/finetune_target/{MODEL}/{e}/{t}/seed{s}.tsv"
+        for e in PLAN.encoders
+        for t in PLAN.trainings
+        for s in PLAN.seeds
+    ]
+    retrieval = {"bucc2018": "mine_bucc", "tatoeba": "search_tatoeba"}
+    if PLAN.retrieval_targets:
+        files += [f"benchmarks/embed_sentences/{MODEL}/{e}.tsv" for e in PLAN.encoders]
+    for task in PLAN.retrieval_targets:
+        files += [f"benchmarks/{retrieval[task]}/{MODEL}/{e}.tsv" for e in PLAN.encoders]
+    return files
+
+
+def gpu_rules():
+    """Rules that ask for a GPU (resources gpu=...): their jobs count as GPU-hours."""
+    return sorted(r.name for r in workflow.rules if "gpu" in r.resources)

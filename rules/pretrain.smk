@@ -19,6 +19,8 @@ if EXP["model"]["source"] == "pretrain":
             languages=PLAN.corpus_languages(),
         log:
             "logs/train_tokenizer/{model}.log",
+        benchmark:
+            "benchmarks/train_tokenizer/{model}.tsv"
         threads: 1
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt,

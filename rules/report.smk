@@ -28,9 +28,18 @@ rule score_run:
 rule make_tables:
     input:
         scores=all_scores(),
+        captions=CAPTIONS,
     output:
-        matrix=multiext("results/tables/matrix", ".csv", ".md", ".tex"),
-        delta=multiext("results/tables/matrix_delta", ".csv", ".md", ".tex"),
+        matrix=[
+            report("results/tables/matrix.csv", caption="../paper/report/matrix.rst", category="Tables"),
+            "results/tables/matrix.md",
+            "results/tables/matrix.tex",
+        ],
+        delta=[
+            report("results/tables/matrix_delta.csv", caption="../paper/report/matrix_delta.rst", category="Tables"),
+            "results/tables/matrix_delta.md",
+            "results/tables/matrix_delta.tex",
+        ],
         per_target=[
             f"results/tables/target_{t}{ext}" for t in PLAN.targets for ext in (".csv", ".md", ".tex")
         ],
@@ -55,8 +64,9 @@ rule make_tables:
 rule make_figure:
     input:
         delta="results/tables/matrix_delta.csv",
+        style=FIGURE_STYLE,
     output:
-        "results/figures/delta_heatmap.png",
+        report("results/figures/delta_heatmap.png", caption="../paper/report/delta_heatmap.rst", category="Figures"),
         "results/figures/delta_heatmap.pdf",
     log:
         "logs/make_figure/make_figure.log",

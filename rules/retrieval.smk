@@ -40,6 +40,8 @@ rule mine_bucc:
         job=PLAN.bucc_job() if "bucc2018" in PLAN.targets else {},
     log:
         "logs/mine_bucc/{model}/{encoder}.log",
+    benchmark:
+        "benchmarks/mine_bucc/{model}/{encoder}.tsv"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
@@ -60,6 +62,8 @@ rule search_tatoeba:
         job=PLAN.tatoeba_job() if "tatoeba" in PLAN.targets else {},
     log:
         "logs/search_tatoeba/{model}/{encoder}.log",
+    benchmark:
+        "benchmarks/search_tatoeba/{model}/{encoder}.tsv"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,

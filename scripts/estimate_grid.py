@@ -52,13 +52,15 @@ DEFAULT_INFER_FLOOR_MS = 12.0
 TRAIN = {"anli_r1": 16946, "anli_r2": 45460, "anli_r3": 100459, "mnli": 392702, "snli": 549367,
          "qqp": 363846, "squad_v1": 87599, "squad_v2": 130319, "hellaswag": 39905, "cosmosqa": 25262,
          "commonsenseqa": 9741, "ccg": 39604,  # [R] CCGbank sections 02-21
-         "pawsx": 49175, "udpos": 21253, "panx": 20000, "tydiqa": 3326}  # [R] 3,696 English, 90 % kept
+         "pawsx": 49175, "udpos": 21253, "panx": 20000, "tydiqa": 3326,  # [R] 3,696 English, 90 % kept
+         "siqa": 33410, "copa": 400}  # HF dataset_infos (social_i_qa, super_glue/copa)
 DEV = {"anli_r1": 1000, "anli_r2": 1000, "anli_r3": 1200, "mnli": 9815, "snli": 9842, "qqp": 40430,
        "squad_v1": 10570, "squad_v2": 11873, "hellaswag": 10042, "cosmosqa": 2985, "commonsenseqa": 1221,
        "ccg": 1913,  # [R] section 00
-       "pawsx": 2000, "udpos": 3974, "panx": 10000, "tydiqa": 370}  # [R] 10 % of English GoldP train
+       "pawsx": 2000, "udpos": 3974, "panx": 10000, "tydiqa": 370,  # [R] 10 % of English GoldP train
+       "siqa": 1954, "copa": 100}
 TEST = {"xnli": 75150, "pawsx": 13999, "udpos": 102119, "panx": 262300, "xquad": 13090, "mlqa": 42245,
-        "tydiqa": 5077}
+        "tydiqa": 5077, "xcopa": 11 * 500}
 #: Sentences embedded per encoder: BUCC's four comparable corpora, both sides, training + sample
 #: [R] (about 2.66M + 0.27M), and Tatoeba's 36 language pairs (31,692 pairs, both sides).
 RETRIEVAL_SENTENCES = 2_930_000 + 2 * 31692
@@ -68,7 +70,7 @@ RETRIEVAL_SENTENCES = 2_930_000 + 2 * 31692
 TOKENS = {"anli_r1": 110, "anli_r2": 110, "anli_r3": 110, "mnli": 55, "snli": 35, "qqp": 40, "xnli": 60,
           "pawsx": 60, "squad_v1": 280, "squad_v2": 280, "xquad": 300, "mlqa": 350, "tydiqa": 400,
           "hellaswag": 4 * 70, "cosmosqa": 4 * 130, "commonsenseqa": 5 * 30, "ccg": 40, "udpos": 35,
-          "panx": 20}
+          "panx": 20, "siqa": 3 * 40, "copa": 2 * 30, "xcopa": 2 * 35}
 RETRIEVAL_TOKENS = 40
 
 
@@ -130,6 +132,9 @@ def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
         task = TARGET_TRAININGS[training]
         hp = hparams_for(exp, "target", training)
         seconds = training_seconds(cost, [s.dataset for s in task.train], [s.dataset for s in task.dev], hp)
+        for stage in plan.target_job(training).get("stages", []):  # XCOPA's SIQA stage, same job
+            seconds += training_seconds(cost, [d for d, _, _ in stage["train"]], [d for d, _, _ in stage["dev"]],
+                                        stage["hparams"])
         eval_batch = hp.get("eval_batch_size") or 2 * hp["batch_size"]
         seconds += sum(cost.infer(t, TEST[t], eval_batch) for t in plan.served(training))
         hours[f"finetune_target/{training}"] = seconds / 3600
@@ -169,7 +174,7 @@ def job_counts(exp: dict) -> dict[str, int]:
         counts.update(train_tokenizer=1, pretrain_mlm=1)
     encoders = len(plan.encoders)
     counts.update({
-        "write_labels": len(plan.targets),
+        "write_labels": len(plan.evaluated_targets),
         "finetune_intermediate": len(plan.itasks),
         "finetune_target": encoders * len(plan.trainings) * len(plan.seeds),
         "embed_sentences": encoders if plan.retrieval_targets else 0,

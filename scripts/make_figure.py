@@ -5,4 +5,4 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import figures, pipeline  # noqa: E402
 
 pipeline.setup_logging(snakemake.log[0])
-figures.delta_heatmap(snakemake.input.delta, list(snakemake.output))
+figures.delta_heatmap(snakemake.input.delta, list(snakemake.output), style=snakemake.input.style)

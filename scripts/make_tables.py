@@ -10,5 +10,6 @@ pipeline.setup_logging(snakemake.log[0])
 p = snakemake.params
 record = tables.make_tables(snakemake.input.scores, p.encoders, p.targets, p.seeds, Path(snakemake.output.provenance).parent,
                             BASELINE, {"preset": p.preset, "model": p.model, "encoders": p.encoders, "targets": p.targets,
-                                       "seeds": p.seeds})
+                                       "seeds": p.seeds},
+                            tables.load_captions(snakemake.input.captions))
 pipeline.write_json(snakemake.output.provenance, record)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from xstilts.config import ConfigError, deep_merge, hparam_defaults, hparams_for, resolve, schema
@@ -12,7 +14,7 @@ def test_demo_resolves_with_preset_name(config):
     assert exp["preset"] == "demo"
     assert exp["model"]["name"] == "xlmr-demo"
     assert len(exp["intermediate"]["tasks"]) == 9
-    assert len(exp["targets"]["tasks"]) == 9
+    assert len(exp["targets"]["tasks"]) == 10  # XTREME's nine and XTREME-R's XCOPA
 
 
 def test_top_level_override_is_deep_merged(config):
@@ -97,4 +99,12 @@ def test_command_line_strings_are_coerced_by_the_schema(config):
     assert exp["intermediate"]["multitask"]["enabled"] is False
     config["seeds"] = ["zero"]
     with pytest.raises(ConfigError, match="seeds.0: 'zero' is not of type 'integer'"):
+        resolve(config)
+
+
+def test_a_mirror_for_a_file_that_is_not_pinned_is_an_error(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["preset"] = "paper"
+    config["data"] = {"download": {"mirrors": {"xnli-test.tsv": "https://mirror.example/xnli"}}}
+    with pytest.raises(ConfigError, match=r"data.download.mirrors: 'xnli-test.tsv' is not a pinned file name"):
         resolve(config)

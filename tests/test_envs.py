@@ -23,7 +23,8 @@ def test_env_files_agree_with_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     expected = pins(project["dependencies"])
     expected.update(pins(project["optional-dependencies"]["cpu"]))
-    env_files = sorted((ROOT / "envs").glob("*.yaml"))
+    # The Python environment of the rules; envs/paper.yaml is the TeX toolchain (no Python).
+    env_files = [e for e in sorted((ROOT / "envs").glob("*.yaml")) if e.name != "paper.yaml"]
     assert env_files
     for env in env_files:
         spec = yaml.safe_load(env.read_text())
@@ -33,7 +34,8 @@ def test_env_files_agree_with_pyproject():
         got = pins(pip)
         for name, version in got.items():
             assert expected.get(name) == version, f"{env.name}: {name}=={version} but pyproject pins {expected.get(name)}"
-        missing = set(expected) - set(got) - {"snakemake"}  # snakemake runs the workflow, not the jobs
+        # Snakemake, its SLURM plugin and pygments (its HTML report) run on the submit host, not in jobs.
+        missing = {name for name in set(expected) - set(got) if not name.startswith("snakemake") and name != "pygments"}
         assert not missing, f"{env.name} lacks {sorted(missing)}"
 
 
@@ -52,3 +54,10 @@ def test_lock_file_agrees_with_pyproject():
     for name, version in expected.items():
         assert locked.get(name) == version, f"requirements.lock has {name}=={locked.get(name)}, pyproject pins {version}"
     assert not any(name.startswith("nvidia-") for name in locked)  # no CUDA wheels on the CPU lock
+
+
+def test_the_tex_env_pins_its_toolchain():
+    spec = yaml.safe_load((ROOT / "envs" / "paper.yaml").read_text())
+    deps = {d.split("=")[0]: d.split("=")[1] for d in spec["dependencies"]}
+    assert set(deps) == {"texlive-core", "latexmk"} and all(deps.values())
+    assert 'conda:\n        "../envs/paper.yaml"' in (ROOT / "rules" / "paper.smk").read_text()

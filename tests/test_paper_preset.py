@@ -17,12 +17,13 @@ from xstilts.plan import Plan
 # The grid of paper.md, written out independently of the registry and the planner.
 INTERMEDIATE = ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa"]
 ENCODERS = 1 + len(INTERMEDIATE) + 1                    # baseline + nine tasks + multi-task = 11
-TRAINED_TARGETS = ["xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"]
+# XTREME's seven trained targets and XTREME-R's XCOPA (trained on SIQA then COPA, one job).
+TRAINED_TARGETS = ["xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "xcopa"]
 TRAININGS = len(TRAINED_TARGETS) - 1                    # XQuAD and MLQA share one SQuAD v1.1 training
 SEEDS = 3
 DATASETS = ["anli_r1", "anli_r2", "anli_r3", "snli", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag",
             "cosmosqa", "commonsenseqa", "ccg", "xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa",
-            "bucc2018", "tatoeba"]
+            "bucc2018", "tatoeba", "siqa", "copa", "xcopa"]
 DOWNLOADS = len(DATASETS) - 3 + 1 - 1                   # ANLI R1-R3 share one archive; CCGbank is manual
 
 
@@ -40,7 +41,7 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
         "convert_dataset": len(DATASETS),
         "download_model": 1,
         "prepare_model": 1,
-        "write_labels": 9,
+        "write_labels": 10,                             # nine XTREME targets and XCOPA
         "finetune_intermediate": ENCODERS - 1,
         "finetune_target": ENCODERS * TRAININGS * SEEDS,
         "embed_sentences": ENCODERS,
@@ -50,14 +51,16 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
     }
     # Presentation rules (tables, figures, paper) may be added without changing the grid.
     assert {rule: counts.get(rule) for rule in expected} == expected
-    assert counts["finetune_target"] == 198 and sum(expected.values()) == 324
+    assert counts["finetune_target"] == 231 and sum(expected.values()) == 364
+    # The reasoning analysis (XNLI and XCOPA) is part of the paper grid.
+    assert counts["bootstrap_reasoning_gains"] == counts["make_reasoning_section"] == 1
     assert not (tmp_path / "resources").exists()  # a dry run downloads nothing
 
 
 def test_estimate_script_counts_the_same_jobs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate_grid.py")], capture_output=True,
                           text=True, check=True)
-    assert "| `finetune_target` | 198 |" in proc.stdout and "| `convert_dataset` | 21 |" in proc.stdout
+    assert "| `finetune_target` | 231 |" in proc.stdout and "| `convert_dataset` | 24 |" in proc.stdout
     assert "GPU-hours" in proc.stdout
 
 

@@ -13,8 +13,8 @@ def test_demo_grid_shape(demo_exp):
     plan = Plan(demo_exp)
     assert plan.encoders == ["baseline", "anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg",
                              "cosmosqa", "commonsenseqa", "multitask"]
-    # SQuAD v1.1 training serves XQuAD and MLQA: 6 trainings for 7 trained targets
-    assert plan.trainings == ["xnli", "pawsx", "udpos", "panx", "squad", "tydiqa"]
+    # SQuAD v1.1 training serves XQuAD and MLQA: 7 trainings for 8 trained targets (XCOPA included)
+    assert plan.trainings == ["xnli", "pawsx", "udpos", "panx", "squad", "tydiqa", "xcopa"]
     assert plan.served("squad") == ["xquad", "mlqa"]
     assert plan.retrieval_targets == ["bucc2018", "tatoeba"]
 

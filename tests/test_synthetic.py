@@ -131,7 +131,7 @@ def test_tatoeba_is_line_aligned(bench):
 
 
 def test_unsupported_language_is_a_clear_error(tmp_path):
-    spec = synthetic.SyntheticSpec(seed=1, layout={"xnli": {"test": ["sw"]}}, sizes={"xnli": {"test": 5}})
+    spec = synthetic.SyntheticSpec(seed=1, layout={"xnli": {"test": ["ur"]}}, sizes={"xnli": {"test": 5}})
     with pytest.raises(ValueError, match="cannot generate language"):
         synthetic.generate(spec, tmp_path)
 

@@ -8,7 +8,10 @@ import math
 import pandas as pd
 import pytest
 
+from conftest import ROOT
 from xstilts import tables
+
+CAPTIONS = tables.load_captions(ROOT / "paper" / "captions.yaml")
 
 
 def score_file(tmp_path, encoder, seed, xnli, tydiqa):
@@ -66,7 +69,8 @@ def test_missing_seed_is_an_error(runs):
 
 def test_written_formats(runs, tmp_path):
     files, _ = runs
-    record = tables.make_tables(files, ["baseline", "mnli"], ["xnli", "tydiqa"], [0, 1], tmp_path / "t", "baseline", {"preset": "x"})
+    record = tables.make_tables(files, ["baseline", "mnli"], ["xnli", "tydiqa"], [0, 1], tmp_path / "t", "baseline", {"preset": "x"},
+                                CAPTIONS)
     csv = pd.read_csv(tmp_path / "t/matrix.csv", index_col=0)
     assert csv.loc["mnli", "xnli"] == 79.0 and "xnli_sd" in csv.columns
     md = (tmp_path / "t/matrix.md").read_text()
@@ -74,11 +78,19 @@ def test_written_formats(runs, tmp_path):
     tex = (tmp_path / "t/matrix_delta.tex").read_text()
     assert r"\toprule" in tex and "+8.0 $\\pm$ 2.1" in tex
     assert set(record["score_files"]) == set(files)
-    assert (tmp_path / "t/target_tydiqa.md").read_text().startswith("TyDiQA per language ((EM+F1)/2), 2 seeds.")
+    assert (tmp_path / "t/target_tydiqa.md").read_text().startswith("TyDiQA per language ((EM+F1)/2), mean over 2 seeds.")
 
 
 def test_single_seed_cells_have_no_sd(runs, tmp_path):
     files, _ = runs
-    tables.make_tables(files, ["baseline", "mnli"], ["xnli"], [0], tmp_path / "t", "baseline", {})
-    assert "±" not in (tmp_path / "t/matrix.md").read_text()
+    tables.make_tables(files, ["baseline", "mnli"], ["xnli"], [0], tmp_path / "t", "baseline", {}, CAPTIONS)
+    caption, _, table = (tmp_path / "t/matrix.md").read_text().partition("\n\n")
+    assert "±" not in table and "mean over 1 seed;" in caption
     assert list(pd.read_csv(tmp_path / "t/matrix.csv", index_col=0).columns) == ["xnli", "avg"]
+
+
+def test_captions_file_must_be_complete(tmp_path):
+    path = tmp_path / "captions.yaml"
+    path.write_text("matrix: M\ntypo: T\n")
+    with pytest.raises(ValueError, match=r"missing captions \['matrix_delta'.*unknown keys \['typo'\]"):
+        tables.load_captions(path)

@@ -20,10 +20,17 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
+from xstilts.paper_build import toolchain_available
 from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
+# The presentation rules after the tables: the paper's inputs, compute table, per-language
+# figure, and the PDF only where a TeX toolchain is installed (rule all says so otherwise).
+TEX = toolchain_available()
+PAPER_JOBS = {"make_paper_inputs": 1, "make_compute_table": 1, "make_language_figure": 1, **({"compile_paper": 1} if TEX else {})}
+# CI installs TeX (scripts/install_tex.sh) and sets this, so the PDF tests cannot be skipped there.
+REQUIRE_TEX = os.environ.get("XSTILTS_REQUIRE_TEX") == "1"
 
 
 def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -68,14 +75,19 @@ def test_dry_run_of_the_demo_grid(tmp_path):
         "score_run": encoders,
         "make_tables": 1,
         "make_figure": 1,
+        # The reasoning analysis (rules/reasoning.smk): XNLI and XCOPA, XCOPA trained above.
+        "bootstrap_reasoning_gains": 1,
+        "make_reasoning_figure": 1,
+        "make_reasoning_section": 1,
+        **PAPER_JOBS,
         "all": 1,
-        "total": 22 + 9 + 2 + 10 + 66 + 3 * 11 + 11 + 3,
+        "total": 25 + 10 + 2 + 10 + 77 + 3 * 11 + 11 + 3 + 3 + len(PAPER_JOBS),
     }
 
 
 def test_more_seeds_multiply_only_phase_3(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=[0,1,2]").stdout)
-    assert counts["finetune_target"] == 11 * 6 * 3
+    assert counts["finetune_target"] == 11 * 7 * 3
     assert counts["score_run"] == 11 * 3
     assert counts["finetune_intermediate"] == 10 and counts["embed_sentences"] == 11
 
@@ -164,6 +176,78 @@ def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
                      "--config", 'targets={"task_hparams": {"xnli": {"learning_rate": "1e-3"}}}')
     encoders = 4  # baseline, mnli, squad_v1, multitask in tests/configs/smoke.yaml; one seed
     assert job_counts(proc.stdout) == {"finetune_target": encoders, "score_run": encoders, "make_tables": 1,
-                                       "make_figure": 1, "all": 1, "total": 2 * encoders + 3}
+                                       "make_figure": 1, **PAPER_JOBS, "all": 1,
+                                       "total": 2 * encoders + 3 + len(PAPER_JOBS)}
     assert all("/xnli/seed0" in line for line in proc.stdout.splitlines()
                if "output:" in line and "results/target/" in line)
+
+
+PRESENTATION = {"make_tables", "make_figure", "make_paper_inputs", "make_compute_table", "make_language_figure",
+                "compile_paper", "all"}
+
+
+@pytest.mark.workflow
+def test_changing_a_caption_or_the_plot_style_reruns_only_presentation(smoke_runs, tmp_path):
+    from test_paper import workflow_copy
+
+    copy = workflow_copy(tmp_path)
+    captions = copy / "paper/captions.yaml"
+    captions.write_text(captions.read_text().replace("Change over the baseline", "Gain over the baseline"))
+    style = copy / "paper/figures.mplstyle"
+    style.write_text(style.read_text() + "axes.grid: True\n")
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), "--configfile", str(SMOKE), "-n",
+                           "--directory", str(smoke_runs[0])], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert set(counts) - {"total"} <= PRESENTATION, counts
+    assert {"make_tables", "make_figure", "make_language_figure"} <= set(counts)
+    assert "finetune_target" not in counts and "score_run" not in counts
+
+
+def page_ink(png: Path) -> float:
+    """Share of non-white pixels of a rendered page (PNG, read by matplotlib)."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)  # floats in [0, 1]
+    gray = image[..., :3].mean(axis=-1) if image.ndim == 3 else image
+    return float((gray < 0.8).mean())
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(not TEX and not REQUIRE_TEX, reason="no TeX toolchain (scripts/install_tex.sh)")
+def test_the_paper_compiles_and_no_page_is_blank(smoke_runs, tmp_path):
+    pdf = smoke_runs[0] / "results/paper/xstilts.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    log = (smoke_runs[0] / "results/paper/build/main.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log and "There were undefined references" not in log
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 4
+    for page in pages:
+        assert page_ink(page) > 0.005, f"{page.name} of the paper is blank"
+    # The numbers in the text are the generated ones (macros), e.g. the XNLI baseline.
+    macros = (smoke_runs[0] / "results/paper/generated/macros.tex").read_text()
+    assert r"\newcommand{\XNLIBestTask}" in macros and r"\newcommand{\PAWSXBestTask}{n/a}" in macros
+
+
+@pytest.mark.workflow
+def test_paper_inputs_are_identical_across_runs(smoke_runs):
+    # Everything but the compute table (wall-clock times) is a function of the inputs.
+    first, second = (sorted((d / "results/paper/generated").iterdir()) for d in smoke_runs)
+    assert [p.name for p in first] == [p.name for p in second]
+    for a, b in zip(first, second):
+        if a.name != "compute.tex":
+            assert a.read_bytes() == b.read_bytes(), a.name
+    compute = pd.read_csv(smoke_runs[0] / "results/paper/compute.csv").set_index("rule")
+    assert compute.loc["finetune_target", "jobs"] == 4 * 3  # 4 encoders x (xnli, udpos, squad) x 1 seed
+    assert compute.loc["finetune_target", "gpu_hours"] > 0 and compute.loc["mine_bucc", "gpu_hours"] == 0
+
+
+@pytest.mark.workflow
+def test_html_report_is_self_contained_with_captions(smoke_runs):
+    report = smoke_runs[0] / "report.html"
+    snakemake("--configfile", str(SMOKE), "--report", str(report), "--directory", str(smoke_runs[0]))
+    html = report.read_text()
+    assert "The main result: intermediate task (rows)" in html  # paper/report/matrix.rst
+    assert "Per-language change over the baseline" in html      # paper/report/language_gains.rst
+    assert html.count("data:image/png;base64") + html.count("iVBORw0KGgo") >= 2  # figures embedded, not linked

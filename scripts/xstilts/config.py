@@ -18,9 +18,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from xstilts.tasks import INTERMEDIATE_TASKS, TARGET_TRAININGS
+from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, STAGE_TASKS, TARGET_TRAININGS
 
-OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "targets", "seeds", "retrieval")
+OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "targets", "seeds", "retrieval", "reasoning")
 
 
 class ConfigError(ValueError):
@@ -182,6 +182,17 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
         raise ConfigError(f"config: languages of preset '{name}' must include 'en', the training language")
     if exp["data"]["source"] == "synthetic" and "synthetic" not in exp["data"]:
         raise ConfigError("config: data.source is 'synthetic' but data.synthetic is missing")
+    mirrors = exp["data"].get("download", {}).get("mirrors") or {}
+    if mirrors:
+        from xstilts.sources import SOURCES
+
+        names = {f.name for source in SOURCES.values() for f in source.files}
+        for name in mirrors:
+            if name not in names:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"config: data.download.mirrors: {name!r} is not a pinned file name{hint}; "
+                                  "keys are file names as listed in scripts/xstilts/sources.py")
     if exp["model"]["source"] == "pretrain":
         if "pretrain" not in exp["model"]:
             raise ConfigError("config: model.source is 'pretrain' but model.pretrain is missing")
@@ -198,12 +209,26 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
             raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
     if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
         raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
+    _check_target_languages(exp, name)
+
+
+def _check_target_languages(exp: dict[str, Any], name: str) -> None:
+    """Every target of the grid keeps at least one language of its official list."""
+    from xstilts.plan import Plan
+
+    plan = Plan(exp)
+    for target in plan.evaluated_targets:
+        if not plan.target_languages(target):
+            where = f"targets.languages.{target}" if target in exp["targets"].get("languages", {}) else "languages"
+            raise ConfigError(
+                f"config: target {target} of preset '{name}' has no language left after the filter {where}; "
+                f"its official languages are {', '.join(DATASETS[target].languages('test'))}")
 
 
 def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dict[str, Any]:
     """Effective hyperparameters: schema defaults < phase hparams < task_hparams[task]."""
     section = exp["intermediate"] if phase == "intermediate" else exp["targets"]
-    if phase == "target" and task is not None and task not in TARGET_TRAININGS:
+    if phase == "target" and task is not None and task not in TARGET_TRAININGS and task not in STAGE_TASKS:
         raise ConfigError(f"config: unknown target training {task!r}")
     if phase == "intermediate" and task is not None and task not in INTERMEDIATE_TASKS and task != "multitask":
         raise ConfigError(f"config: unknown intermediate task {task!r}")

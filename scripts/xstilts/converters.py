@@ -21,6 +21,9 @@ XTREME semantics kept where they matter (reference/xtreme_eval.md section 3):
   the official dev set; our English dev is held out from English train (``tydiqa_holdout``).
 * BUCC 2018: ``training`` -> test, ``sample`` -> dev, sentence ids kept.
 * Tatoeba: LASER's line-aligned files, line i translating line i.
+* COPA and XCOPA (XTREME-R): premise -> context, ``cause``/``effect`` -> XTREME-R's question
+  ("What was the cause?", as ``third_party/run_xcopa.py`` words it), choice1/choice2 -> choices,
+  label 0/1; XCOPA's val files are its dev sets. Social IQa: answerA-C, labels 1-3 -> 0-2.
 """
 
 from __future__ import annotations
@@ -230,6 +233,43 @@ def commonsenseqa_jsonl(text: str, where: str) -> Records:
             raise ConversionError(f"{at}: answerKey {key!r} is not one of the choices {letters}")
         records.append({"id": str(_field(obj, "id", at)), "context": "", "question": _field(question, "stem", at),
                         "choices": [c["text"] for c in choices], "label": letters.index(key)})
+    return records
+
+
+#: XTREME-R's wording of COPA's question field (third_party/run_xcopa.py: "What was the {question}?").
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What was the effect?"}
+
+
+def copa_jsonl(text: str, where: str) -> Records:
+    """COPA (SuperGLUE) and XCOPA JSONL: premise, choice1, choice2, question, label, idx."""
+    records = []
+    for n, obj in _json_lines(text, where):
+        at = f"{where}:{n}"
+        question = _field(obj, "question", at)
+        if question not in COPA_QUESTIONS:
+            raise ConversionError(f"{at}: question {question!r} is neither 'cause' nor 'effect'")
+        label = _field(obj, "label", at)
+        if label not in (0, 1) or isinstance(label, bool):
+            raise ConversionError(f"{at}: label {label!r} is not 0 or 1")
+        records.append({"id": str(_field(obj, "idx", at)), "context": _field(obj, "premise", at),
+                        "question": COPA_QUESTIONS[question],
+                        "choices": [_field(obj, "choice1", at), _field(obj, "choice2", at)], "label": label})
+    return records
+
+
+def siqa_jsonl(text: str, labels: str, where: str) -> Records:
+    """Social IQa: ``<split>.jsonl`` (context, question, answerA-C) and ``<split>-labels.lst`` (1-3)."""
+    rows = list(_json_lines(text, where))
+    gold = [line.strip() for _, line in _lines(labels) if line.strip()]
+    if len(gold) != len(rows):
+        raise ConversionError(f"{where}: {len(rows)} examples but {len(gold)} labels in its label list")
+    records = []
+    for i, ((n, obj), label) in enumerate(zip(rows, gold)):
+        at = f"{where}:{n}"
+        if label not in ("1", "2", "3"):
+            raise ConversionError(f"{at}: label {label!r} (from the label list) is not 1, 2 or 3")
+        records.append({"id": str(i), "context": _field(obj, "context", at), "question": _field(obj, "question", at),
+                        "choices": [_field(obj, f"answer{c}", at) for c in "ABC"], "label": int(label) - 1})
     return records
 
 
@@ -599,6 +639,31 @@ def _panx(raw: Raw, layout: Layout) -> Payloads:
     return out
 
 
+SIQA_FILES = {"train": "train", "dev": "dev"}
+COPA_FILES = {"train": "train", "dev": "val"}
+
+
+def _siqa(raw: Raw, layout: Layout) -> Payloads:
+    archive = "socialiqa-train-dev.zip"
+    out: Payloads = {}
+    for split in layout:
+        name = SIQA_FILES[split]
+        out[(split, "en")] = siqa_jsonl(raw.zip_text(archive, f"{name}.jsonl"),
+                                        raw.zip_text(archive, f"{name}-labels.lst"), f"{archive}:{name}.jsonl")
+    return out
+
+
+def _copa(raw: Raw, layout: Layout) -> Payloads:
+    return {(split, "en"): copa_jsonl(raw.zip_text("COPA.zip", f"COPA/{COPA_FILES[split]}.jsonl"),
+                                      f"COPA.zip:COPA/{COPA_FILES[split]}.jsonl") for split in layout}
+
+
+def _xcopa(raw: Raw, layout: Layout) -> Payloads:
+    files = {"dev": "val", "test": "test"}
+    return {(split, lang): copa_jsonl(raw.text(f"{files[split]}.{lang}.jsonl"), f"{files[split]}.{lang}.jsonl")
+            for split, langs in layout.items() for lang in langs}
+
+
 def _xquad(raw: Raw, layout: Layout) -> Payloads:
     return {("test", lang): squad_json(raw.text(f"xquad.{lang}.json"), f"xquad.{lang}.json")
             for lang in layout.get("test", [])}
@@ -720,6 +785,9 @@ READERS: dict[str, Callable[[Raw, Layout], Payloads]] = {
     "tydiqa": _tydiqa,
     "bucc2018": _bucc,
     "tatoeba": _tatoeba,
+    "siqa": _siqa,
+    "copa": _copa,
+    "xcopa": _xcopa,
 }
 
 

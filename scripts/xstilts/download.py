@@ -67,11 +67,13 @@ def verify_file(path: str | os.PathLike, sha256: str | None, size: int | None = 
         raise DownloadError(f"{path}: missing; it is written by rule download_source (run the workflow with network access)")
     if size is not None and path.stat().st_size != size:
         raise DownloadError(f"{path}: {path.stat().st_size} bytes, expected {size}: the file is truncated or "
-                            f"not the pinned one; delete it and run the download again")
+                            f"not the pinned one; delete the folder {path.parent} and run the workflow again "
+                            "(rule download_source fetches it anew)")
     digest = sha256_file(path)
     if sha256 is not None and digest != sha256:
         raise DownloadError(f"{path}: sha256 {digest} does not match the pin {sha256}: the file is corrupted or "
-                            f"not the pinned one; delete it and run the download again")
+                            f"not the pinned one; delete the folder {path.parent} and run the workflow again "
+                            "(rule download_source fetches it anew)")
     return digest
 
 

@@ -262,6 +262,11 @@ def write_xtreme_classification(path: str | os.PathLike, labels: list[str]) -> N
     write_lines(path, labels)
 
 
+def write_xtreme_choice(path: str | os.PathLike, labels: list[int]) -> None:
+    """XCOPA: one JSON object per line whose ``label`` is the chosen alternative's index."""
+    write_lines(path, (json.dumps({"label": int(label)}) for label in labels))
+
+
 def write_xtreme_tagging(path: str | os.PathLike, sentences: list[list[str]]) -> None:
     """One tag per line, a blank line after every sentence."""
     lines: list[str] = []

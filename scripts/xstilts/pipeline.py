@@ -17,6 +17,7 @@ from typing import Any
 
 from xstilts import formats
 from xstilts.tasks import (
+    CHOICE,
     DATASETS,
     INTERMEDIATE_TASKS,
     PAIR,
@@ -25,6 +26,7 @@ from xstilts.tasks import (
     TARGET_TASKS,
     TARGET_TRAININGS,
     TEXT,
+    STAGE_TASKS,
     Source,
     TrainingTask,
 )
@@ -121,6 +123,8 @@ def write_labels(target: str, languages: list[str], data_root: str | Path, label
             formats.write_xtreme_tagging(path, [r["tags"] for r in formats.read_dataset(data_root, target, lang, "test")])
         elif task.format == SPAN:
             formats.write_xtreme_qa_labels(path, formats.read_dataset(data_root, target, lang, "test"))
+        elif task.format == CHOICE:
+            formats.write_xtreme_choice(path, [r["label"] for r in formats.read_dataset(data_root, target, lang, "test")])
         elif target == "bucc2018":
             formats.write_xtreme_classification(path, [f"{s}\t{t}" for s, t in formats.read_pairs(files["gold"])])
         elif target == "tatoeba":
@@ -242,6 +246,10 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
 
     Predictions go to ``<prediction_dir>/<target>/test-<lang>.<ext>``, XTREME's layout, for
     each target this training serves (SQuAD v1.1 serves XQuAD and MLQA).
+
+    ``job["stages"]`` (XCOPA's recipe: SIQA) are English trainings run first on the same head,
+    each from the previous stage's best checkpoint and selected on its own English dev set; the
+    target training then continues from the last stage's best checkpoint.
     """
     from xstilts import features, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
@@ -255,8 +263,21 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
     training.set_seed(seed)
     model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)})
     test_files = [formats.data_file(data_root, t, lang, "test") for t, langs in job["predict"].items() for lang in langs]
-    inputs = provenance(_data_files(data_root, list(task.train) + dev_sources) + test_files + _model_files(encoder_dir))
+    stage_sources = [s for st in job.get("stages", []) for s in _sources(st["train"] + st["dev"])]
+    inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources) + test_files
+                        + _model_files(encoder_dir))
     fp = training.fingerprint(phase="target", job=job, seed=seed, inputs=inputs)
+    stage_results = {}
+    for stage in job.get("stages", []):
+        spec = STAGE_TASKS[stage["task"]]
+        # The stage trains the target's head (multiple choice scores each choice with one
+        # output, so 3-way SIQA and 2-way COPA share it), as XTREME-R continues from SIQA.
+        stage_task = TrainingTask(task.name, spec.format, spec.train, spec.dev, spec.metric)
+        stage_data = _task_data(stage_task, stage["hparams"], data_root, tokenizer, spec.dev)
+        log.info("stage %s before %s", stage["task"], task.name)
+        stage_results[stage["task"]] = training.train(model, [stage_data], tokenizer, stage["hparams"], seed,
+                                                      Path(checkpoint_dir) / f"stage-{stage['task']}",
+                                                      training.fingerprint(run=fp, stage=stage["task"]))
     result = training.train(model, [data], tokenizer, hp, seed, checkpoint_dir, fp)
     model.save_head_model(task.name, model_dir, tokenizer)
     written, counts = [], {}
@@ -271,13 +292,18 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
                 formats.write_xtreme_classification(path, preds)
             elif task.format == TAGGING:
                 formats.write_xtreme_tagging(path, preds)
+            elif task.format == CHOICE:
+                formats.write_xtreme_choice(path, preds)
             else:
                 formats.write_xtreme_qa_predictions(path, preds)
             written.append(path)
             counts[f"{target}/{lang}"] = len(records)
         log.info("predicted %s in %d languages", target, len(langs))
-    write_json(metrics_path, {"phase": "target", "job": job, "seed": seed, "result": result,
-                              "predicted_examples": counts, "inputs": inputs})
+    record = {"phase": "target", "job": job, "seed": seed, "result": result,
+              "predicted_examples": counts, "inputs": inputs}
+    if stage_results:
+        record["stages"] = stage_results
+    write_json(metrics_path, record)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return written
 

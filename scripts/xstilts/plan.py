@@ -14,8 +14,12 @@ from xstilts.tasks import (
     DATASETS,
     INTERMEDIATE_TASKS,
     MULTITASK,
+    REASONING_TARGETS,
+    STAGE_TASKS,
     TARGET_TASKS,
     TARGET_TRAININGS,
+    XCOPA_RECIPES,
+    XTREME_TARGETS,
     Source,
     served_targets,
 )
@@ -46,16 +50,26 @@ class Plan:
         return [BASELINE, *self.itasks]
 
     @property
-    def targets(self) -> list[str]:
+    def evaluated_targets(self) -> list[str]:
+        """Every target of ``targets.tasks``: trained (or retrieved), predicted and labelled."""
         return list(self.exp["targets"]["tasks"])
 
     @property
+    def targets(self) -> list[str]:
+        """The paper's (XTREME) targets among them: columns of the matrix, scored per run.
+
+        XTREME-R-only targets (XCOPA) are left out, so the matrix, its average and the paper's
+        tables keep the paper's definition; the reasoning analysis reports them.
+        """
+        return [t for t in self.evaluated_targets if t in XTREME_TARGETS]
+
+    @property
     def trained_targets(self) -> list[str]:
-        return [t for t in self.targets if not TARGET_TASKS[t].retrieval]
+        return [t for t in self.evaluated_targets if not TARGET_TASKS[t].retrieval]
 
     @property
     def retrieval_targets(self) -> list[str]:
-        return [t for t in self.targets if TARGET_TASKS[t].retrieval]
+        return [t for t in self.evaluated_targets if TARGET_TASKS[t].retrieval]
 
     @property
     def trainings(self) -> list[str]:
@@ -74,12 +88,13 @@ class Plan:
         return self.intermediate_tasks
 
     # ---------------------------------------------------------------- languages and data
-    def keep(self, langs: tuple[str, ...] | list[str]) -> list[str]:
-        allowed = self.exp["languages"]
+    def keep(self, langs: tuple[str, ...] | list[str], target: str | None = None) -> list[str]:
+        """Filter an official language list by ``languages`` (or ``targets.languages[target]``)."""
+        allowed = self.exp["targets"].get("languages", {}).get(target, self.exp["languages"])
         return [lang for lang in langs if allowed == "all" or lang in allowed]
 
     def languages(self, dataset: str, split: str) -> list[str]:
-        return self.keep(DATASETS[dataset].languages(split))
+        return self.keep(DATASETS[dataset].languages(split), dataset if dataset in TARGET_TASKS else None)
 
     def target_languages(self, target: str) -> list[str]:
         """Languages a target is evaluated (and predicted) on."""
@@ -87,19 +102,19 @@ class Plan:
 
     def corpus_languages(self) -> list[str]:
         langs = {"en"}
-        for target in self.targets:
+        for target in self.evaluated_targets:
             langs.update(self.target_languages(target))
         return sorted(langs)
 
     def datasets(self) -> list[str]:
         """Every dataset the grid reads, in registry order."""
-        needed: set[str] = set(self.targets)
+        needed: set[str] = set(self.evaluated_targets)
         for name in self.intermediate_tasks:
             task = INTERMEDIATE_TASKS[name]
             needed.update(s.dataset for s in task.train + task.dev)
         for name in self.trainings:
-            task = TARGET_TRAININGS[name]
-            needed.update(s.dataset for s in task.train + task.dev)
+            for task in (*(STAGE_TASKS[n] for n in self.stages(name)), TARGET_TRAININGS[name]):
+                needed.update(s.dataset for s in task.train + task.dev)
         if self.exp["model"]["source"] == "pretrain":
             needed.add("mlm_corpus")
         return [d for d in DATASETS if d in needed]
@@ -120,6 +135,12 @@ class Plan:
         default = sizes["default"]
         own = sizes.get(dataset, {})
         return {split: own.get(split, default.get(split, 0)) for split in self.layout(dataset)}
+
+    def stages(self, training: str) -> tuple[str, ...]:
+        """English stages trained before a target training in the same job (XCOPA's recipe)."""
+        if training == "xcopa":
+            return XCOPA_RECIPES[self.exp["targets"].get("xcopa_recipe", "siqa_copa")]
+        return ()
 
     def selection_sources(self, training: str) -> list[Source]:
         """Dev data for checkpoint selection of a target training (config targets.selection)."""
@@ -175,11 +196,62 @@ class Plan:
     def target_job(self, training: str) -> dict[str, Any]:
         from xstilts.config import hparams_for
 
-        return {
+        job = {
             "training": training,
             "hparams": hparams_for(self.exp, "target", training),
             "dev_sources": [[s.dataset, s.split, s.lang] for s in self.selection_sources(training)],
             "predict": {t: self.target_languages(t) for t in self.served(training)},
+        }
+        stages = self.stages(training)
+        if stages:
+            # Only jobs with stages get the key: the other trainings' params stay as they were.
+            job["stages"] = [
+                {"task": name, "hparams": hparams_for(self.exp, "target", name),
+                 "train": [[s.dataset, s.split, s.lang] for s in STAGE_TASKS[name].train],
+                 "dev": [[s.dataset, s.split, s.lang] for s in STAGE_TASKS[name].dev]}
+                for name in stages
+            ]
+        return job
+
+    # ---------------------------------------------------------------- reasoning (XTREME-R)
+    @property
+    def reasoning(self) -> dict[str, Any]:
+        defaults = {"targets": list(REASONING_TARGETS), "bootstrap": {}}
+        settings = {**defaults, **self.exp.get("reasoning", {})}
+        settings["bootstrap"] = {"resamples": 1000, "confidence": 0.95, "seed": 0, **settings["bootstrap"]}
+        return settings
+
+    @property
+    def reasoning_targets(self) -> list[str]:
+        """The configured reasoning targets that the grid evaluates (in registry order)."""
+        wanted = set(self.reasoning["targets"])
+        return [t for t in REASONING_TARGETS if t in wanted and t in self.evaluated_targets]
+
+    @property
+    def reasoning_complete(self) -> bool:
+        """Whether every configured reasoning target is in the grid (then `all` builds the analysis)."""
+        return bool(self.reasoning_targets) and set(self.reasoning_targets) == set(self.reasoning["targets"])
+
+    def reasoning_folders(self, model: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
+        """encoder -> seed -> reasoning target -> its prediction folder (``<folder>/<task>/test-*``)."""
+        model = model or self.model
+        return {
+            e: {str(s): {t: f"results/target/{model}/{e}/{TARGET_TASKS[t].training}/seed{s}/predictions"
+                         for t in self.reasoning_targets} for s in self.seeds}
+            for e in self.encoders
+        }
+
+    def reasoning_job(self) -> dict[str, Any]:
+        """What the significance analysis depends on: runs, languages (XTREME-R lists), bootstrap."""
+        from xstilts.languages import XTREME_R_TASK2LANGS
+
+        return {
+            "targets": self.reasoning_targets,
+            "languages": {t: self.keep(XTREME_R_TASK2LANGS[t], t) for t in self.reasoning_targets},
+            "encoders": self.encoders,
+            "seeds": self.seeds,
+            "folders": self.reasoning_folders(),
+            "bootstrap": self.reasoning["bootstrap"],
         }
 
     def retrieval_job(self) -> dict[str, Any]:

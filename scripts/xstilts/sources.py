@@ -27,6 +27,13 @@ from typing import Any
 HF_DATASETS = "huggingface/datasets@d7dfbc83d68e87ba002c5eb2555f7a932e59038a"
 LASER_COMMIT = "74bc6ae7ffb7cba670fe0f428d0ede9f666fb821"
 XQUAD_COMMIT = "60cac411649156efb6aab9dd4c9cde787a2c0345"
+#: Where the COPA and Social IQa pins were read: the same legacy loading scripts' records, at the
+#: commit whose dataset_infos.json files were read (not re-downloaded here: no network).
+HF_DATASETS_REASONING = "huggingface/datasets@040102f100964a33fd334e2695f1c493fa6b92db"
+#: cambridgeltl/xcopa HEAD (2021-02-03, the last change to data/). XTREME-R's download script
+#: fetches data/<lang>/{val,test}.<lang>.jsonl from master; the pins below are the sha256 and
+#: size of those blobs at this commit, computed from a clone of the repository.
+XCOPA_COMMIT = "e2e9d7f105a758ee869cd13e0fe251ef93a29840"
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,32 @@ _BUCC = {
     "bucc2018-zh-en.training-gold.tar.bz2": ("3facb71798277c8f44dc78c1f8ae2110f254d0e14799f3508eedd54b4236877a", 6344925),
 }
 
+# XCOPA: file name -> (sha256, size); the URL adds data/<lang>/ at XCOPA_COMMIT.
+_XCOPA = {
+    "val.et.jsonl": ("c6d8f33c11e968fe519d5ddbb61769a73a5ac58ac889060df2fdf5e8a54d6a3c", 19643),
+    "test.et.jsonl": ("f670f3f726342fa3ccd6f844b72d378ed5d0a9a71bd152e6b3607d402eaafa92", 96789),
+    "val.ht.jsonl": ("022462ff8730fa9345e91e3d174fa346da328d2e7a1225a5938e9897697d61f5", 19931),
+    "test.ht.jsonl": ("ec4a5502e190a51fef4d9cb2080164726772b2d46f7a51c2b86f56748d303428", 98746),
+    "val.id.jsonl": ("b3ac8c87c516d64c05ee39becc038ae747b1522010f385796f6c19019f75c77c", 21831),
+    "test.id.jsonl": ("b6fe1cfc10bcf02f724dddf876d01df370be0a049cdf1ebf7be8f34504ff66da", 103516),
+    "val.it.jsonl": ("f8389021d6595ef994ed8ff163dfddbcc3f5473b4e7b4803745fb98a7ecd1031", 21299),
+    "test.it.jsonl": ("33564a0dbefc9ff3a7dc868d9a9718d7aaaf7fb136879ae4d2ba022f311f8a88", 105221),
+    "val.qu.jsonl": ("9e3306acace7bb39c35d20984f2aeca7aa2619af00871ed4743b89f950f7572d", 21916),
+    "test.qu.jsonl": ("ac20d5cd67545c41e2fa2e187e88ba4d4c2d7ece1a6489041d44113a5553bd7f", 108870),
+    "val.sw.jsonl": ("e35fb416b7b9557bcede9987a53d56895c04f3608817d3326da09c52082fbfc5", 20642),
+    "test.sw.jsonl": ("4ca583c40f9ac045a9b6114fc1f052b0f4ca7402e7a78f567c32a7d8246aa273", 100855),
+    "val.ta.jsonl": ("fd22e97aab22d431a14d569fb36de4c6a2fe48ee871a1cbf5fab797176b4e9ee", 44972),
+    "test.ta.jsonl": ("ae282423e45f0aed4174cea7594d200214a66b9c721b60f74a21fb2d5adeaf45", 216432),
+    "val.th.jsonl": ("b4c8ae4d5392e7e74667a366c5ed2e39729d67522c1bd35d82e6473505236d47", 29793),
+    "test.th.jsonl": ("63030f192c4fd8b3c066a8954203d5cdd57d803e8e1069fcca97ff0e7b669423", 144341),
+    "val.tr.jsonl": ("879848162ac5f614f4569c99d37e03bb66034c27684968643371c6c9662bc812", 19873),
+    "test.tr.jsonl": ("1f0152af30bb46acccd0db14ecfe29014c1770c09b0af9b377e15bb4837178ec", 97908),
+    "val.vi.jsonl": ("6f804ec3c25b12a3d51f58e338b631bc1b45e7223b15481f8593923e0bdb26fa", 23067),
+    "test.vi.jsonl": ("24cb28827066abb00a2f4004d86c447c4a30a9edb17938b26b61fb2385f94170", 110488),
+    "val.zh.jsonl": ("8f638466c196342104bdbe9276e7d91fe0abcc044e9a9ad715f30c8ad618bcdd", 19577),
+    "test.zh.jsonl": ("c9b42590399214b9f066adacac2465d7286f5e590181fe6bfd7f6139531b83d4", 95444),
+}
+
 SOURCES: dict[str, DownloadSource] = {
     s.name: s
     for s in [
@@ -209,6 +242,19 @@ SOURCES: dict[str, DownloadSource] = {
             "train_rand_split.jsonl": ("58ffa3c8472410e24b8c43f423d89c8a003d8284698a6ed7874355dedd09a2fb", 3785890),
             "dev_rand_split.jsonl": ("3210497fdaae614ac085d9eb873dd7f4d49b6f965a93adadc803e1229fd8a02a", 471653),
         }), _infos("commonsense_qa"), "https://www.tau-nlp.org/commonsenseqa"),
+        # ---------------------------------------------------------------- XCOPA's English recipe
+        # Social IQa (train/dev JSONL + label lists) and SuperGLUE's COPA, as XTREME-R trains
+        # XCOPA (google-research/xtreme scripts/train_xcopa.sh). Pins from the records only.
+        DownloadSource("siqa", (RemoteFile(
+            "socialiqa-train-dev.zip", "https://storage.googleapis.com/ai2-mosaic/public/socialiqa/socialiqa-train-dev.zip",
+            "ee073914a0fc33265cfbcfc50ec20df9b2e07809c3f420f599138d1f394ef5c3", 2198056),),
+            f"{HF_DATASETS_REASONING} datasets/social_i_qa/dataset_infos.json",
+            "https://leaderboard.allenai.org/socialiqa/submissions/get-started"),
+        DownloadSource("copa", (RemoteFile(
+            "COPA.zip", "https://dl.fbaipublicfiles.com/glue/superglue/data/v2/COPA.zip",
+            "405906cddac74bc1e1ce8220f1107d1025b66a25ef10149d91b10bb30651125f", 43986),),
+            f"{HF_DATASETS_REASONING} datasets/super_glue/dataset_infos.json",
+            "https://people.ict.usc.edu/~gordon/copa.html"),
         # ---------------------------------------------------------------- XTREME targets
         DownloadSource("xnli", (RemoteFile(
             "XNLI-1.0.zip", "https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip",
@@ -248,6 +294,12 @@ SOURCES: dict[str, DownloadSource] = {
             f"https://raw.githubusercontent.com/facebookresearch/LASER/{LASER_COMMIT}/data/tatoeba/v1/", _TATOEBA),
             f"{_infos('xtreme')}; facebookresearch/LASER@{LASER_COMMIT}",
             "https://github.com/facebookresearch/LASER/tree/main/data/tatoeba/v1"),
+        # ---------------------------------------------------------------- XTREME-R targets
+        DownloadSource("xcopa", tuple(
+            RemoteFile(name, f"https://raw.githubusercontent.com/cambridgeltl/xcopa/{XCOPA_COMMIT}/data/"
+                             f"{name.split('.')[1]}/{name}", sha, size)
+            for name, (sha, size) in _XCOPA.items()),
+            f"cambridgeltl/xcopa@{XCOPA_COMMIT} data/ (git blobs)", "https://github.com/cambridgeltl/xcopa"),
     ]
 }
 
@@ -258,6 +310,7 @@ DATASET_SOURCES: dict[str, str | None] = {
     "cosmosqa": "cosmosqa", "commonsenseqa": "commonsenseqa", "ccg": None,
     "xnli": "xnli", "pawsx": "pawsx", "udpos": "udpos", "panx": "panx", "xquad": "xquad",
     "mlqa": "mlqa", "tydiqa": "tydiqa", "bucc2018": "bucc2018", "tatoeba": "tatoeba",
+    "siqa": "siqa", "copa": "copa", "xcopa": "xcopa",
 }
 
 #: The CCGbank release (LDC2005T13) is read from data.download.ccgbank; these AUTO sections

@@ -64,6 +64,8 @@ ACTIONS = [("buys", "buy"), ("cleans", "clean"), ("paints", "paint"), ("sells", 
            ("washes", "wash"), ("draws", "draw"), ("builds", "build"), ("loses", "lose")]
 ACTION_BASE = dict(ACTIONS)
 SCRIPT = {ACTIONS[i][0]: ACTIONS[(i + 1) % len(ACTIONS)][0] for i in range(len(ACTIONS))}
+# The action that typically comes before (its cause, in the COPA-shaped tasks).
+BEFORE = {after: before for before, after in SCRIPT.items()}
 ORG_SUFFIXES = ["Group", "Bank", "Institute", "Company", "Museum"]
 # Function words and fixed phrases, keyed by an English citation form.
 FUNCTION_WORDS = [
@@ -141,6 +143,33 @@ PROFILES: dict[str, LanguageProfile] = {
     "ko": LanguageProfile(_hangul, order="SOV", prepositions=False, articles=False, plural_suffix="들"),
     "ja": LanguageProfile(lambda rng: "".join(chr(rng.randrange(0x30A2, 0x30F3)) for _ in range(rng.randint(2, 4))),
                           order="SOV", prepositions=False, articles=False),
+    # XCOPA's languages (XTREME-R), so that the demo can evaluate XCOPA in languages of its own.
+    "et": LanguageProfile(_syllables(list("hjklmnprstv"), ["a", "e", "i", "o", "u", "õ", "ä", "ö", "ü", "aa"],
+                                     ["", "", "d", "l", "s", "t"], 2, 3),
+                          prepositions=False, articles=False, plural_suffix="d"),
+    "ht": LanguageProfile(_syllables(list("bdfgklmnpstvz") + ["ch", "kr"], ["a", "e", "i", "o", "ou", "è", "ò", "an", "en"],
+                                     ["", "", "n", "t"]), adj_first=False, articles=False),
+    "id": LanguageProfile(_syllables(list("bcdgjklmnprst") + ["ng", "ny"], ["a", "e", "i", "o", "u"],
+                                     ["", "", "n", "k", "ng", "r"], 2, 3), adj_first=False, articles=False),
+    "it": LanguageProfile(_syllables(list("bcdfglmnprstv") + ["gl", "sc", "zz"], ["a", "e", "i", "o", "u", "è", "ò"],
+                                     ["", "", "", "n", "r", "l"], 2, 3), adj_first=False, plural_suffix="i"),
+    "qu": LanguageProfile(_syllables(list("chklmnpqrstwy") + ["ll", "ch'"], ["a", "i", "u"], ["", "", "n", "q", "y", "s"], 2, 3),
+                          order="SOV", prepositions=False, articles=False, plural_suffix="kuna"),
+    "sw": LanguageProfile(_syllables(list("bdfgjklmnprstwyz") + ["mb", "nd", "ng"], ["a", "e", "i", "o", "u"], [""], 2, 3),
+                          adj_first=False, articles=False),
+    "ta": LanguageProfile(lambda rng: "".join(chr(rng.choice([0x0B95, 0x0B99, 0x0B9A, 0x0B9E, 0x0B9F, 0x0BA3, 0x0BA4,
+                                                                   0x0BA8, 0x0BAA, 0x0BAE, 0x0BAF, 0x0BB0, 0x0BB2, 0x0BB5]))
+                                              + rng.choice(["", "\u0BBE", "\u0BBF", "\u0BC1", "\u0BC6"])
+                                              for _ in range(rng.randint(2, 4))),
+                          order="SOV", prepositions=False, articles=False, plural_suffix="கள்"),
+    "th": LanguageProfile(lambda rng: "".join(chr(rng.randrange(0x0E01, 0x0E2E)) + rng.choice(["", "\u0E32", "\u0E34", "\u0E38"])
+                                              for _ in range(rng.randint(2, 3))), adj_first=False, articles=False),
+    "tr": LanguageProfile(_syllables(list("bcdgklmnprstyz") + ["ç", "ş"], ["a", "e", "ı", "i", "o", "ö", "u", "ü"],
+                                     ["", "", "k", "l", "n", "r", "ş"], 2, 3),
+                          order="SOV", prepositions=False, articles=False, plural_suffix="ler"),
+    "vi": LanguageProfile(_syllables(list("bcdghklmnstv") + ["đ", "ng", "nh", "th", "tr"],
+                                     ["a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "á", "ạ", "ề"],
+                                     ["", "", "n", "ng", "c", "t"], 1, 1), adj_first=False, articles=False),
 }
 SUPPORTED_LANGUAGES = ("en", *sorted(PROFILES))
 ENGLISH = LanguageProfile(lambda rng: "", plural_suffix="")
@@ -582,6 +611,53 @@ def gen_hellaswag(r: Renderer, s: Sampler, n: int, prefix: str) -> list[dict[str
     return records
 
 
+# The COPA-shaped question, as XTREME-R's XCOPA script words it (in English, in every language).
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What was the effect?"}
+
+
+def _alternative(s: Sampler, f: Frame, verbs: list[str]) -> Frame:
+    return replace(f, verb=s.rng.choice([v for v, _ in ACTIONS if v not in verbs]), place=None)
+
+
+def gen_copa(r: Renderer, s: Sampler, n: int, prefix: str) -> list[dict[str, Any]]:
+    """COPA/XCOPA-shaped causal reasoning: a premise, "cause" or "effect", two alternatives.
+
+    The premise is an action; its effect is the action that typically follows (``SCRIPT``, as
+    in the HellaSwag-shaped task) and its cause the one that typically precedes (``BEFORE``),
+    by the same person on the same object. The wrong alternative is, half of the time, the
+    other direction (so the question decides) and otherwise an unrelated action.
+    """
+    records = []
+    for i in range(n):
+        f = replace(s.frame("act"), place=None)
+        question = s.rng.choice(["cause", "effect"])
+        cause, effect = replace(f, verb=BEFORE[f.verb]), replace(f, verb=SCRIPT[f.verb])
+        right, other = (cause, effect) if question == "cause" else (effect, cause)
+        wrong = other if s.rng.random() < 0.5 else _alternative(s, f, [f.verb, cause.verb, effect.verb])
+        label = s.rng.randint(0, 1)
+        pair = [wrong, right] if label else [right, wrong]
+        records.append({"id": f"{prefix}-{i}", "context": detokenize(r.sentence([f])), "question": COPA_QUESTIONS[question],
+                        "choices": [detokenize(r.sentence([a])) for a in pair], "label": label})
+    return records
+
+
+def gen_siqa(r: Renderer, s: Sampler, n: int, prefix: str) -> list[dict[str, Any]]:
+    """Social IQa-shaped (English): what a person does next, or did before, with three answers."""
+    records = []
+    for i in range(n):
+        f = replace(s.frame("act"), place=None)
+        ask_next = s.rng.random() < 0.5
+        before, after = replace(f, verb=BEFORE[f.verb]), replace(f, verb=SCRIPT[f.verb])
+        right, other = (after, before) if ask_next else (before, after)
+        question = f"What will {f.person} do next?" if ask_next else f"What did {f.person} do before?"
+        answers = [right, other, _alternative(s, f, [f.verb, before.verb, after.verb])]
+        order = list(range(3))
+        s.rng.shuffle(order)
+        records.append({"id": f"{prefix}-{i}", "context": detokenize(r.sentence([f])), "question": question,
+                        "choices": [detokenize(r.sentence([answers[j]])) for j in order], "label": order.index(0)})
+    return records
+
+
 def _object_phrase(r: Renderer, f: Frame) -> str:
     return detokenize(r.noun_phrase(f.noun, f.adj, None, det=False, role="obj"))
 
@@ -754,6 +830,10 @@ def _generate_records(dataset: str, r: Renderer, s: Sampler, n: int, prefix: str
         return gen_cosmosqa(r, s, n, prefix)
     if dataset == "commonsenseqa":
         return gen_commonsenseqa(r, s, n, prefix)
+    if dataset in ("copa", "xcopa"):
+        return gen_copa(r, s, n, prefix)
+    if dataset == "siqa":
+        return gen_siqa(r, s, n, prefix)
     if DATASETS[dataset].format == TAGGING:
         return gen_tagging(dataset, r, s, n, prefix)
     raise ValueError(f"the synthetic benchmark has no generator for dataset {dataset!r}")

@@ -149,24 +149,43 @@ def write_table(means: pd.DataFrame, sds: pd.DataFrame, stem: str | Path, captio
     return [f"{stem}.csv", f"{stem}.md", f"{stem}.tex"]
 
 
+CAPTION_KEYS = ("matrix", "matrix_delta", "target", "datasets", "hyperparameters", "summary", "published",
+                "compute")
+
+
+def load_captions(path: str | Path) -> dict[str, str]:
+    """Captions of every generated table and figure (``paper/captions.yaml``), checked complete."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        captions = yaml.safe_load(f) or {}
+    missing = [k for k in CAPTION_KEYS if k not in captions]
+    unknown = sorted(set(captions) - set(CAPTION_KEYS))
+    if missing or unknown:
+        raise ValueError(f"{path}: missing captions {missing}, unknown keys {unknown}; expected exactly {list(CAPTION_KEYS)}")
+    return {k: " ".join(str(v).split()) for k, v in captions.items()}
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+
+
 def make_tables(score_files: list[str], encoders: list[str], targets: list[str], seeds: list[int], out_dir: str | Path,
-                baseline: str, context: dict[str, Any]) -> dict[str, Any]:
+                baseline: str, context: dict[str, Any], captions: dict[str, str]) -> dict[str, Any]:
     """Write every table under ``out_dir`` and return a provenance record."""
     from xstilts.formats import sha256
 
     runs = load_scores(score_files)
     out_dir = Path(out_dir)
     means, sds = matrix(runs, encoders, targets, seeds)
-    n = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    write_table(means, sds, out_dir / "matrix",
-                f"Intermediate task x target task: XTREME task score averaged over languages (QA: (EM+F1)/2), {n}.",
-                "tab:matrix")
-    write_table(deltas(means, baseline), sds, out_dir / "matrix_delta",
-                f"Change over the baseline (no intermediate task), points, {n}.", "tab:matrix-delta", signed=True)
+    n = seeds_text(seeds)
+    write_table(means, sds, out_dir / "matrix", captions["matrix"].format(seeds=n), "tab:matrix")
+    write_table(deltas(means, baseline), sds, out_dir / "matrix_delta", captions["matrix_delta"].format(seeds=n),
+                "tab:matrix-delta", signed=True)
     for target in targets:
         m, s = per_target(runs, encoders, target, seeds)
         entry = runs[0]["scores"][target]
         metric = "(EM+F1)/2" if target in QA_TASKS else ("F1" if "f1" in entry else "accuracy")
         write_table(m, s, out_dir / f"target_{target}",
-                    f"{DISPLAY_NAMES[target]} per language ({metric}), {n}.", f"tab:target-{target}")
+                    captions["target"].format(task=DISPLAY_NAMES[target], metric=metric, seeds=n), f"tab:target-{target}")
     return {**context, "score_files": {r["path"]: sha256(r["path"]) for r in runs}}

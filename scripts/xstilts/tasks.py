@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xstilts.languages import UDPOS_TEST_ONLY, XTREME_TASK2LANGS
+from xstilts.languages import UDPOS_TEST_ONLY, XTREME_R_TASK2LANGS, XTREME_TASK2LANGS
 
 # Canonical task formats; formats.py documents the on-disk schema of each.
 PAIR = "pair_classification"
@@ -66,6 +66,12 @@ def _x(task: str, dev: bool = True, exclude_dev: tuple[str, ...] = ()) -> dict[s
     return splits
 
 
+def _xr(task: str) -> dict[str, tuple[str, ...]]:
+    """An XTREME-R-only target: test and dev in every language of its XTREME-R list."""
+    langs = tuple(XTREME_R_TASK2LANGS[task])
+    return {"test": langs, "dev": langs}
+
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -82,6 +88,10 @@ DATASETS: dict[str, Dataset] = {
         Dataset("cosmosqa", CHOICE, num_choices=4, splits=_en("train", "dev")),
         Dataset("commonsenseqa", CHOICE, num_choices=5, splits=_en("train", "dev")),
         Dataset("ccg", TAGGING, splits=_en("train", "dev")),
+        # English training data of XTREME-R's XCOPA recipe (google-research/xtreme
+        # scripts/train_xcopa.sh): Social IQa (3 answers), then COPA (2 alternatives).
+        Dataset("siqa", CHOICE, num_choices=3, splits=_en("train", "dev")),
+        Dataset("copa", CHOICE, num_choices=2, splits=_en("train", "dev")),
         # XTREME targets. English training data for XNLI is MNLI and for XQuAD/MLQA SQuAD v1.1.
         Dataset("xnli", PAIR, NLI_LABELS, splits=_x("xnli")),
         Dataset("pawsx", PAIR, BINARY_LABELS, splits={**_x("pawsx"), "train": ("en",)}),
@@ -95,8 +105,12 @@ DATASETS: dict[str, Dataset] = {
         Dataset("tydiqa", SPAN, splits={**_x("tydiqa", dev=False), "train": ("en",), "dev": ("en",)}),
         Dataset("bucc2018", BITEXT, splits=_x("bucc2018")),
         Dataset("tatoeba", PARALLEL, splits=_x("tatoeba", dev=False)),
+        # XTREME-R's XCOPA: COPA translated into 11 languages (dev = translated COPA val).
+        Dataset("xcopa", CHOICE, num_choices=2, splits=_xr("xcopa")),
         # Unlabelled multilingual text (phase-1 stand-in pretraining, MLM variants).
-        Dataset("mlm_corpus", TEXT, splits={"train": tuple(sorted({lang for langs in XTREME_TASK2LANGS.values() for lang in langs} | {"en"}))}),
+        Dataset("mlm_corpus", TEXT, splits={"train": tuple(sorted(
+            {lang for table in (XTREME_TASK2LANGS, XTREME_R_TASK2LANGS) for langs in table.values() for lang in langs}
+            | {"en"}))}),
     ]
 }
 
@@ -173,8 +187,20 @@ TARGET_TRAININGS: dict[str, TrainingTask] = {
         _task("panx", "seqeval_f1"),
         TrainingTask("squad", SPAN, (Source("squad_v1", "train"),), (Source("squad_v1", "dev"),), "squad"),
         _task("tydiqa", "squad"),
+        # XCOPA's final stage: English COPA; an earlier SIQA stage depends on the recipe below.
+        TrainingTask("xcopa", CHOICE, (Source("copa", "train"),), (Source("copa", "dev"),), "accuracy"),
     ]
 }
+
+#: English training stages that run before a target training inside the same phase-3 job
+#: (same multiple-choice head, continued), selected on their own English dev set.
+STAGE_TASKS: dict[str, TrainingTask] = {t.name: t for t in [_task("siqa", "accuracy")]}
+
+#: XCOPA's English training recipe (config ``targets.xcopa_recipe``) -> stages before COPA.
+#: ``siqa_copa`` is XTREME-R's (google-research/xtreme scripts/train_xcopa.sh, after Ponti et
+#: al. 2020): SIQA is itself an English intermediate task, so every XCOPA row, the baseline
+#: included, has one; ``copa`` trains on COPA alone.
+XCOPA_RECIPES: dict[str, tuple[str, ...]] = {"siqa_copa": ("siqa",), "copa": ()}
 
 
 @dataclass(frozen=True)
@@ -211,8 +237,16 @@ TARGET_TASKS: dict[str, TargetTask] = {
         TargetTask("tydiqa", SPAN, "tydiqa", "json", "qa"),
         TargetTask("bucc2018", BITEXT, None, "tsv", "retrieval"),
         TargetTask("tatoeba", PARALLEL, None, "tsv", "retrieval"),
+        TargetTask("xcopa", CHOICE, "xcopa", "jsonl", "multi_choice"),
     ]
 }
+
+#: The paper's targets (XTREME): the columns of the matrix and of the paper's tables. Targets of
+#: XTREME-R only (XCOPA) are trained and predicted by the same rules but reported separately.
+XTREME_TARGETS: tuple[str, ...] = tuple(t for t in TARGET_TASKS if t in XTREME_TASK2LANGS)
+
+#: XTREME-R's reasoning targets (its sentence classification group): the reasoning analysis.
+REASONING_TARGETS: tuple[str, ...] = ("xnli", "xcopa")
 
 #: Display names used in tables (paper order).
 DISPLAY_NAMES = {
@@ -236,6 +270,9 @@ DISPLAY_NAMES = {
     "tydiqa": "TyDiQA",
     "bucc2018": "BUCC",
     "tatoeba": "Tatoeba",
+    "xcopa": "XCOPA",
+    "siqa": "SIQA",
+    "copa": "COPA",
 }
 
 
@@ -245,7 +282,9 @@ def training_for(name: str) -> TrainingTask:
         return INTERMEDIATE_TASKS[name]
     if name in TARGET_TRAININGS:
         return TARGET_TRAININGS[name]
-    known = sorted(INTERMEDIATE_TASKS) + sorted(TARGET_TRAININGS)
+    if name in STAGE_TASKS:
+        return STAGE_TASKS[name]
+    known = sorted(INTERMEDIATE_TASKS) + sorted(TARGET_TRAININGS) + sorted(STAGE_TASKS)
     raise KeyError(f"unknown training task {name!r}; known tasks: {', '.join(known)}")
 
 

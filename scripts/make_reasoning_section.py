@@ -1,0 +1,11 @@
+"""Rule make_reasoning_section: the paper's reasoning section body and its number macros."""
+import json
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline, reasoning_report  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+with open(snakemake.input.record, encoding="utf-8") as f:
+    record = json.load(f)
+reasoning_report.write_section(record, dict(snakemake.params.context), snakemake.output.body, snakemake.output.macros)
