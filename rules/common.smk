@@ -118,8 +118,11 @@ def training_hparams():
         jobs["MLM pretraining (phase 1)"] = PLAN.pretrain_job()["hparams"]
     for itask in PLAN.itasks:
         jobs[f"{DISPLAY_NAMES.get(itask, itask)} (intermediate)"] = PLAN.intermediate_job(itask)["hparams"]
+    # Target trainings by what they train on: XQuAD and MLQA share the SQuAD v1.1 training.
+    names = {"squad": "SQuAD v1.1 for XQuAD, MLQA"}
     for training in PLAN.trainings:
-        jobs[f"{DISPLAY_NAMES.get(training, training)} (target)"] = PLAN.target_job(training)["hparams"]
+        name = names.get(training, DISPLAY_NAMES.get(training, training))
+        jobs[f"{name} (target)"] = PLAN.target_job(training)["hparams"]
     return jobs
 
 
