@@ -135,10 +135,8 @@ def _paper_files(main="main.tex"):
         raise WorkflowError(str(error)) from None
 
 
-PAPER_SOURCES, PAPER_GENERATED = (
-    [f"{PAPER_DIR}/{s}" for s in _paper_files()[0]],
-    _paper_files()[1],
-)
+_sources, PAPER_GENERATED = _paper_files()
+PAPER_SOURCES = [f"{PAPER_DIR}/{s}" for s in _sources]
 # Sections \input through generated/extra_sections.tex only when the run has what they need:
 # (section, the generated files it reads).
 PAPER_EXTRA_SECTIONS = [

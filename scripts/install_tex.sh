@@ -13,7 +13,9 @@ PACKAGES=(
 missing=()
 for p in "${PACKAGES[@]}"; do
     name=${p%%=*} version=${p#*=}
-    [[ $(dpkg-query -W -f='${Version}' "$name" 2>/dev/null || true) == "$version" ]] || missing+=("$p")
+    # Status too: a removed package keeps its version in dpkg's records (config-files state).
+    [[ $(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true) == "install ok installed $version" ]] ||
+        missing+=("$p")
 done
 ((${#missing[@]})) || exit 0
 echo "install_tex: installing ${missing[*]}" >&2

@@ -296,11 +296,8 @@ def headline_macros(runs: list[dict[str, Any]], best: dict[str, str], targets: l
 
 def read_published(path: str | Path) -> list[dict[str, str]]:
     """Verified published numbers: CSV with system, task, metric, value, source (``#`` comments)."""
-    with open(path, encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+    rows = read_csv_comments(path, ("system", "task", "metric", "value", "source"))
     for r in rows:
-        if set(r) != {"system", "task", "metric", "value", "source"} or not r["source"].strip():
-            raise formats.FormatError(f"{path}: every row needs system, task, metric, value and a source: {r}")
         float(r["value"])
     return rows
 
@@ -326,13 +323,15 @@ CATEGORY_NAMES = {"classification": "Classification", "structured_prediction": "
 SUMMARY_ROWS = {"xlm-r": "XLM-R (baseline)", "x-stilts": "Best intermediate task per target"}
 
 
-def read_csv_comments(path: str | Path, columns: set[str]) -> list[dict[str, str]]:
-    """A CSV with ``#`` comment lines whose every row has ``columns`` and a non-empty source."""
+def read_csv_comments(path: str | Path, columns: Iterable[str]) -> list[dict[str, str]]:
+    """A CSV with ``#`` comment lines whose every row has exactly ``columns``, a source among them."""
+    columns = list(columns)
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
     for r in rows:
-        if set(r) != columns or not r["source"].strip():
-            raise formats.FormatError(f"{path}: every row needs {sorted(columns)} and a source: {r}")
+        if set(r) != set(columns) or not (r.get("source") or "").strip():
+            needs = ", ".join(c for c in columns if c != "source")
+            raise formats.FormatError(f"{path}: every row needs {needs} and a source: {r}")
     return rows
 
 
