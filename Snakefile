@@ -49,7 +49,7 @@ from xstilts.paper_build import INSTALL_HINT, toolchain_available
 
 # The PDF needs a TeX toolchain: without one, the default target stops at the paper's generated
 # inputs and says so; `snakemake paper` then fails with the same advice.
-PAPER_PDF = [rules.compile_paper.output.pdf] if toolchain_available() else []
+PAPER_PDF = [for_model(rules.compile_paper.output.pdf)] if toolchain_available() else []
 if not PAPER_PDF:
     logger.warning(
         "No TeX toolchain (latexmk, pdflatex): the default target builds the tables, figures and the "
@@ -60,10 +60,10 @@ if not PAPER_PDF:
 rule all:
     default_target: True
     input:
-        rules.make_tables.output,
-        rules.make_figure.output,
-        rules.make_paper_inputs.output,
-        rules.make_compute_table.output,
-        rules.make_language_figure.output,
+        expand(rules.make_tables.output, model=MODEL),
+        expand(rules.make_figure.output, model=MODEL),
+        expand(rules.make_paper_inputs.output, model=MODEL),
+        expand(rules.make_compute_table.output, model=MODEL),
+        expand(rules.make_language_figure.output, model=MODEL),
         REASONING_OUTPUTS,
         PAPER_PDF,

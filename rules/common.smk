@@ -4,6 +4,7 @@ The only .smk file with `def`. All experiment logic lives in the xstilts library
 (xstilts.config, xstilts.plan); this file turns it into file names.
 """
 
+import os
 import re
 import sys
 
@@ -11,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from snakemake.exceptions import WorkflowError
 
+from xstilts.codehash import Package
 from xstilts.config import ConfigError, resolve
 from xstilts.plan import Plan
 from xstilts.tasks import BASELINE, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
@@ -22,9 +24,61 @@ except ConfigError as error:
 
 PLAN = Plan(EXP)
 MODEL = PLAN.model
-DATA = "results/data"
-LABELS = "results/labels"
 CONDA_ENV = "../envs/xstilts.yaml"
+
+# ------------------------------------------------------------------------------------- paths
+# Every output path is built here, and only here. A run (config `run`, default: the preset's
+# name) owns results/<run>/, logs/<run>/ and benchmarks/<run>/, so two presets or two run names
+# in one working directory never touch each other's files; within a run, everything that
+# depends on the model sits under its {model} folder. Downloads (resources/) are shared: they
+# are identified by their pins, not by a run.
+RUN = EXP["run"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+BENCHMARKS = f"benchmarks/{RUN}"
+DATA = f"{RESULTS}/data"
+LABELS = f"{RESULTS}/labels"
+CHECKPOINTS = f"{RESULTS}/checkpoints"
+ENCODERS = f"{RESULTS}/encoders/{{model}}"
+TARGET_RUN = f"{RESULTS}/target/{{model}}/{{encoder}}/{{training}}/seed{{seed}}"
+RETRIEVAL = f"{RESULTS}/retrieval/{{model}}/{{encoder}}"
+SCORES = f"{RESULTS}/scores/{{model}}/{{encoder}}/seed{{seed}}.json"
+TABLES = f"{RESULTS}/tables/{{model}}"
+FIGURES = f"{RESULTS}/figures/{{model}}"
+PAPER = f"{RESULTS}/paper/{{model}}"
+REASONING = f"{RESULTS}/reasoning/{{model}}"
+
+
+def log_path(name, *parts):
+    """logs/<run>/<name>/<parts>.log"""
+    return f"{os.path.join(LOGS, name, *parts)}.log"
+
+
+def benchmark_path(name, *parts):
+    """benchmarks/<run>/<name>/<parts>.tsv (the compute table reads these)."""
+    return f"{os.path.join(BENCHMARKS, name, *parts)}.tsv"
+
+
+def checkpoint_path(name, *parts):
+    """Resume checkpoints: outside Snakemake's outputs, so a failed job's are kept."""
+    return os.path.join(CHECKPOINTS, name, *parts)
+
+
+def for_model(template, model=MODEL, **wildcards):
+    """A path template with {model} (and any other given wildcards) filled in."""
+    return template.format(model=model, **wildcards) if wildcards else template.replace("{model}", model)
+
+
+# ------------------------------------------------------------------------------ code versions
+# Snakemake tracks a rule's script, not the library it imports: each job's params carry the
+# fingerprint of the library code its script can reach (xstilts.codehash), so editing a function
+# re-runs exactly the jobs that may execute it; comments and docstrings re-run nothing.
+_LIBRARY = Package(Path(workflow.basedir) / "scripts" / "xstilts")
+
+
+def code_version(script):
+    """Fingerprint of the xstilts code that scripts/<script>.py can execute."""
+    return _LIBRARY.fingerprint(Path(workflow.basedir) / "scripts" / f"{script}.py")
 
 
 def _alternatives(values):
@@ -32,7 +86,7 @@ def _alternatives(values):
 
 
 wildcard_constraints:
-    model=re.escape(MODEL),
+    model=_alternatives([MODEL]),
     dataset=_alternatives(PLAN.datasets()),
     itask=_alternatives(PLAN.itasks),
     encoder=_alternatives(PLAN.encoders),
@@ -48,7 +102,7 @@ def data_dirs(datasets):
 
 def encoder_dir(wildcards):
     """Phase-1 encoder for the baseline row, else the phase-2 (intermediate) encoder."""
-    return f"results/encoders/{wildcards.model}/{getattr(wildcards, 'encoder', BASELINE)}"
+    return f"{RESULTS}/encoders/{wildcards.model}/{getattr(wildcards, 'encoder', BASELINE)}"
 
 
 def intermediate_data(wildcards):
@@ -65,16 +119,17 @@ def target_data(wildcards):
     return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + list(job["predict"]) + stages)
 
 
+def prediction_folder(model, encoder, target, seed):
+    """The XTREME prediction folder holding `<target>/test-<lang>.*` of one run of one target."""
+    training = TARGET_TASKS[target].training
+    if training is None:
+        return f"{RESULTS}/retrieval/{model}/{encoder}/predictions"
+    return f"{TARGET_RUN.format(model=model, encoder=encoder, training=training, seed=seed)}/predictions"
+
+
 def run_folders(wildcards):
     """Target task -> the XTREME prediction folder holding `<task>/test-<lang>.*` for one run."""
-    folders = {}
-    for t in PLAN.targets:
-        training = TARGET_TASKS[t].training
-        if training is None:
-            folders[t] = f"results/retrieval/{wildcards.model}/{wildcards.encoder}/predictions"
-        else:
-            folders[t] = f"results/target/{wildcards.model}/{wildcards.encoder}/{training}/seed{wildcards.seed}/predictions"
-    return folders
+    return {t: prediction_folder(wildcards.model, wildcards.encoder, t, wildcards.seed) for t in PLAN.targets}
 
 
 def run_predictions(wildcards):
@@ -83,30 +138,75 @@ def run_predictions(wildcards):
     return sorted({f"{folders[t]}/{t}" if TARGET_TASKS[t].retrieval else folders[t] for t in folders})
 
 
-def all_scores():
-    return [f"results/scores/{MODEL}/{e}/seed{s}.json" for e in PLAN.encoders for s in PLAN.seeds]
-
-
-def all_target_metrics():
-    """Dev/test metrics of every phase-3 run (checkpoint selection: best intermediate task)."""
-    return [
-        f"results/target/{MODEL}/{e}/{t}/seed{s}/metrics.json"
+def reasoning_folders(wildcards):
+    """encoder -> seed -> reasoning target -> its prediction folder (the significance analysis)."""
+    return {
+        e: {str(s): {t: prediction_folder(wildcards.model, e, t, s) for t in PLAN.reasoning_targets} for s in PLAN.seeds}
         for e in PLAN.encoders
-        for t in PLAN.trainings
-        for s in PLAN.seeds
-    ]
+    }
+
+
+def reasoning_predictions(wildcards):
+    return sorted({f for e in reasoning_folders(wildcards).values() for s in e.values() for f in s.values()})
+
+
+def run_keys():
+    """(encoder, seed) of every scored run, in table order."""
+    return [(e, s) for e in PLAN.encoders for s in PLAN.seeds]
+
+
+def all_scores(wildcards):
+    return [SCORES.format(model=wildcards.model, encoder=e, seed=s) for e, s in run_keys()]
+
+
+def target_run_keys():
+    """(encoder, training, seed) of every phase-3 run."""
+    return [(e, t, s) for e in PLAN.encoders for t in PLAN.trainings for s in PLAN.seeds]
+
+
+def all_target_metrics(wildcards):
+    """Dev metrics of every phase-3 run (checkpoint selection: best intermediate task)."""
+    return [f"{TARGET_RUN.format(model=wildcards.model, encoder=e, training=t, seed=s)}/metrics.json"
+            for e, t, s in target_run_keys()]
 
 
 def all_retrieval_details(task):
-    return [f"results/retrieval/{MODEL}/{e}/{task}.json" for e in PLAN.encoders] if task in PLAN.targets else []
+    def files(wildcards):
+        return [f"{RESULTS}/retrieval/{wildcards.model}/{e}/{task}.json" for e in PLAN.encoders] if task in PLAN.targets else []
+
+    return files
 
 
-# ------------------------------------------------------------------------------------ the paper
-PAPER = "results/paper"
+def retrieval_detail_keys(task):
+    return list(PLAN.encoders) if task in PLAN.targets else []
+
+
+# ---------------------------------------------------------------------- workflow source files
+# Files of the workflow itself (captions, plot style, published numbers, the paper's sources)
+# are not inputs: as inputs they would be recorded by absolute path, so moving or copying a
+# finished working directory would re-run every rule reading them. A rule gets instead, as a
+# param, each file's path relative to the workflow folder and its sha256: editing a file
+# re-runs exactly the rules that read it, moving the checkout re-runs nothing. Scripts open
+# them with workflow_path().
 PAPER_DIR = f"{workflow.basedir}/paper"
-CAPTIONS = f"{PAPER_DIR}/captions.yaml"
-FIGURE_STYLE = f"{PAPER_DIR}/figures.mplstyle"
-PUBLISHED = [f"{PAPER_DIR}/published/{n}.csv" for n in ("xtreme_test", "categories", "claims")]
+
+
+def workflow_files(*names):
+    """{relative path: sha256} of files of the workflow folder (a param of the rules reading them)."""
+    import hashlib
+
+    out = {}
+    for name in names:
+        path = Path(workflow.basedir) / name
+        if not path.is_file():
+            raise WorkflowError(f"{path}: missing from the workflow (a source file the rules read)")
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+CAPTIONS = "paper/captions.yaml"
+FIGURE_STYLE = "paper/figures.mplstyle"
+PUBLISHED = [f"paper/published/{n}.csv" for n in ("xtreme_test", "categories", "claims")]
 
 
 def training_hparams():
@@ -117,13 +217,18 @@ def training_hparams():
     if EXP["model"]["source"] == "pretrain":
         jobs["MLM pretraining (phase 1)"] = PLAN.pretrain_job()["hparams"]
     for itask in PLAN.itasks:
-        jobs[f"{DISPLAY_NAMES.get(itask, itask)} (intermediate)"] = PLAN.intermediate_job(itask)["hparams"]
+        jobs[f"{DISPLAY_NAMES[itask]} (intermediate)"] = PLAN.intermediate_job(itask)["hparams"]
     # Target trainings by what they train on: XQuAD and MLQA share the SQuAD v1.1 training.
     names = {"squad": "SQuAD v1.1 for XQuAD, MLQA"}
     for training in PLAN.trainings:
         name = names.get(training, DISPLAY_NAMES.get(training, training))
         jobs[f"{name} (target)"] = PLAN.target_job(training)["hparams"]
     return jobs
+
+
+# Where the paper's generated references (\input{generated/...}, tables/..., figures/...) live
+# in this run; compile_paper lays them out under those names for TeX.
+PAPER_ROOTS = {"generated": f"{PAPER}/generated", "tables": TABLES, "figures": FIGURES}
 
 
 def _paper_files(main="main.tex"):
@@ -135,8 +240,17 @@ def _paper_files(main="main.tex"):
         raise WorkflowError(str(error)) from None
 
 
-_sources, PAPER_GENERATED = _paper_files()
-PAPER_SOURCES = [f"{PAPER_DIR}/{s}" for s in _sources]
+def paper_generated(names, model=MODEL):
+    """TeX name (e.g. `tables/matrix.tex`) -> the output path of this run that provides it."""
+    out = {}
+    for name in names:
+        root, rest = name.split("/", 1)
+        out[name] = os.path.join(for_model(PAPER_ROOTS[root], model), rest)
+    return out
+
+
+_sources, _generated = _paper_files()
+PAPER_SOURCES = [f"paper/{s}" for s in _sources]  # main.tex first
 # Sections \input through generated/extra_sections.tex only when the run has what they need:
 # (section, the generated files it reads).
 PAPER_EXTRA_SECTIONS = [
@@ -144,26 +258,25 @@ PAPER_EXTRA_SECTIONS = [
     for section, active in [("sections/reasoning.tex", PLAN.reasoning_complete)]
     if active
 ]
+# Generated files \input by generated files: the per-language appendix reads each target's table.
+PAPER_GENERATED_NAMES = sorted(set(_generated) | {f for _, files in PAPER_EXTRA_SECTIONS for f in files}
+                               | {f"tables/target_{t}.tex" for t in PLAN.targets})
 
 
 def all_benchmarks():
-    """The `benchmark:` file of every compute job of the grid (the compute table's input)."""
-    files = []
+    """(rule name, benchmark file) of every compute job of the grid (the compute table's input)."""
+    jobs = []
     if EXP["model"]["source"] == "pretrain":
-        files += [f"benchmarks/{r}/{MODEL}.tsv" for r in ("train_tokenizer", "pretrain_mlm")]
-    files += [f"benchmarks/finetune_intermediate/{MODEL}/{i}.tsv" for i in PLAN.itasks]
-    files += [
-        f"benchmarks/finetune_target/{MODEL}/{e}/{t}/seed{s}.tsv"
-        for e in PLAN.encoders
-        for t in PLAN.trainings
-        for s in PLAN.seeds
-    ]
+        jobs += [(r, benchmark_path(r, MODEL)) for r in ("train_tokenizer", "pretrain_mlm")]
+    jobs += [("finetune_intermediate", benchmark_path("finetune_intermediate", MODEL, i)) for i in PLAN.itasks]
+    for name in ("finetune_target",):
+        jobs += [(name, benchmark_path(name, MODEL, e, t, f"seed{s}")) for e, t, s in target_run_keys()]
     retrieval = {"bucc2018": "mine_bucc", "tatoeba": "search_tatoeba"}
     if PLAN.retrieval_targets:
-        files += [f"benchmarks/embed_sentences/{MODEL}/{e}.tsv" for e in PLAN.encoders]
+        jobs += [("embed_sentences", benchmark_path("embed_sentences", MODEL, e)) for e in PLAN.encoders]
     for task in PLAN.retrieval_targets:
-        files += [f"benchmarks/{retrieval[task]}/{MODEL}/{e}.tsv" for e in PLAN.encoders]
-    return files
+        jobs += [(retrieval[task], benchmark_path(retrieval[task], MODEL, e)) for e in PLAN.encoders]
+    return jobs
 
 
 def gpu_rules():

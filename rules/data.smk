@@ -14,9 +14,10 @@ if EXP["data"]["source"] == "synthetic":
         output:
             directory(f"{DATA}/{{dataset}}"),
         params:
+            code=code_version("make_demo_dataset"),
             job=lambda w: PLAN.data_job(w.dataset),
         log:
-            "logs/make_demo_dataset/{dataset}.log",
+            log_path("make_demo_dataset", "{dataset}"),
         conda:
             CONDA_ENV
         script:
@@ -37,7 +38,7 @@ if EXP["data"]["source"] == "download":
         wildcard_constraints:
             source=_alternatives(PLAN.download_sources()),
         log:
-            "logs/download_source/{source}.log",
+            log_path("download_source", "{source}"),
         localrule: True
         conda:
             CONDA_ENV
@@ -52,9 +53,10 @@ if EXP["data"]["source"] == "download":
         output:
             directory(f"{DATA}/{{dataset}}"),
         params:
+            code=code_version("convert_dataset"),
             job=lambda w: PLAN.convert_job(w.dataset),
         log:
-            "logs/convert_dataset/{dataset}.log",
+            log_path("convert_dataset", "{dataset}"),
         threads: 1
         resources:
             mem_mb=16000,
@@ -77,9 +79,10 @@ rule write_labels:
     output:
         directory(f"{LABELS}/{{target}}"),
     params:
+        code=code_version("write_labels"),
         languages=lambda w: PLAN.target_languages(w.target),
     log:
-        "logs/write_labels/{target}.log",
+        log_path("write_labels", "{target}"),
     conda:
         CONDA_ENV
     script:

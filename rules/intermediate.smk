@@ -7,18 +7,20 @@ folder) and its dev metrics.
 
 rule finetune_intermediate:
     input:
-        encoder=f"results/encoders/{{model}}/{BASELINE}",
+        encoder=f"{ENCODERS}/{BASELINE}",
         data=intermediate_data,
     output:
-        encoder=directory("results/encoders/{model}/{itask}"),
-        metrics="results/intermediate/{model}/{itask}/metrics.json",
+        encoder=directory(f"{ENCODERS}/{{itask}}"),
+        metrics=f"{RESULTS}/intermediate/{{model}}/{{itask}}/metrics.json",
     params:
-        job=lambda w: PLAN.intermediate_job(w.itask),
-        checkpoint_dir="results/checkpoints/finetune_intermediate/{model}/{itask}",
+        # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
+        job=lambda w: {**PLAN.intermediate_job(w.itask), "code": code_version("finetune_intermediate")},
+        data_root=lambda w, input: os.path.dirname(input.data[0]),
+        checkpoint_dir=checkpoint_path("finetune_intermediate", "{model}", "{itask}"),
     log:
-        "logs/finetune_intermediate/{model}/{itask}.log",
+        log_path("finetune_intermediate", "{model}", "{itask}"),
     benchmark:
-        "benchmarks/finetune_intermediate/{model}/{itask}.tsv"
+        benchmark_path("finetune_intermediate", "{model}", "{itask}")
     threads: 1
     resources:
         gpu=1,

@@ -13,14 +13,15 @@ if EXP["model"]["source"] == "pretrain":
         input:
             corpus=f"{DATA}/mlm_corpus",
         output:
-            directory("results/tokenizer/{model}"),
+            directory(f"{RESULTS}/tokenizer/{{model}}"),
         params:
+            code=code_version("train_tokenizer"),
             vocab_size=EXP["model"]["pretrain"]["vocab_size"],
             languages=PLAN.corpus_languages(),
         log:
-            "logs/train_tokenizer/{model}.log",
+            log_path("train_tokenizer", "{model}"),
         benchmark:
-            "benchmarks/train_tokenizer/{model}.tsv"
+            benchmark_path("train_tokenizer", "{model}")
         threads: 1
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt,
@@ -35,16 +36,17 @@ if EXP["model"]["source"] == "pretrain":
             tokenizer=rules.train_tokenizer.output[0],
             corpus=f"{DATA}/mlm_corpus",
         output:
-            encoder=directory(f"results/encoders/{{model}}/{BASELINE}"),
-            metrics="results/pretrain/{model}/metrics.json",
+            encoder=directory(f"{ENCODERS}/{BASELINE}"),
+            metrics=f"{RESULTS}/pretrain/{{model}}/metrics.json",
         params:
-            job=PLAN.pretrain_job(),
+            # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
+            job={**PLAN.pretrain_job(), "code": code_version("pretrain_mlm")},
             languages=PLAN.corpus_languages(),
-            checkpoint_dir="results/checkpoints/pretrain_mlm/{model}",
+            checkpoint_dir=checkpoint_path("pretrain_mlm", "{model}"),
         log:
-            "logs/pretrain_mlm/{model}.log",
+            log_path("pretrain_mlm", "{model}"),
         benchmark:
-            "benchmarks/pretrain_mlm/{model}.tsv"
+            benchmark_path("pretrain_mlm", "{model}")
         threads: 1
         resources:
             gpu=1,
@@ -65,7 +67,7 @@ if EXP["model"]["source"] == "hub":
         params:
             job=PLAN.model_job(),
         log:
-            "logs/download_model/{model}.log",
+            log_path("download_model", "{model}"),
         localrule: True
         conda:
             CONDA_ENV
@@ -77,11 +79,12 @@ if EXP["model"]["source"] == "hub":
             # ancient: the download is identified by its pinned commit (params), not its time stamp.
             download=ancient("resources/models/{model}"),
         output:
-            directory(f"results/encoders/{{model}}/{BASELINE}"),
+            directory(f"{ENCODERS}/{BASELINE}"),
         params:
+            code=code_version("prepare_model"),
             job=PLAN.model_job(),
         log:
-            "logs/prepare_model/{model}.log",
+            log_path("prepare_model", "{model}"),
         threads: 1
         resources:
             mem_mb=8000,

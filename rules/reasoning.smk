@@ -15,18 +15,18 @@ if PLAN.reasoning_targets:
     rule bootstrap_reasoning_gains:
         input:
             # The prediction folders of every encoder, reasoning training and seed.
-            predictions=sorted(
-                {f for e in PLAN.reasoning_folders().values() for s in e.values() for f in s.values()}
-            ),
+            predictions=reasoning_predictions,
             labels=expand(f"{LABELS}/{{target}}", target=PLAN.reasoning_targets),
         output:
-            table=multiext("results/tables/reasoning_significance", ".csv", ".md", ".tex"),
-            languages="results/tables/reasoning_languages.csv",
-            record="results/reasoning/significance.json",
+            table=multiext(f"{TABLES}/reasoning_significance", ".csv", ".md", ".tex"),
+            languages=f"{TABLES}/reasoning_languages.csv",
+            record=f"{REASONING}/significance.json",
         params:
+            code=code_version("bootstrap_reasoning_gains"),
             job=PLAN.reasoning_job(),
+            folders=reasoning_folders,
         log:
-            "logs/bootstrap_reasoning_gains/bootstrap_reasoning_gains.log",
+            log_path("bootstrap_reasoning_gains", "{model}"),
         localrule: True
         threads: 1
         resources:
@@ -38,17 +38,19 @@ if PLAN.reasoning_targets:
 
     rule make_reasoning_figure:
         input:
-            table="results/tables/reasoning_significance.csv",
+            table=rules.bootstrap_reasoning_gains.output.table[0],
             languages=rules.bootstrap_reasoning_gains.output.languages,
         output:
             report(
-                "results/figures/reasoning_gains.png",
+                f"{FIGURES}/reasoning_gains.png",
                 caption="../paper/report/reasoning_gains.rst",
                 category="Reasoning (XTREME-R)",
             ),
-            "results/figures/reasoning_gains.pdf",
+            f"{FIGURES}/reasoning_gains.pdf",
+        params:
+            code=code_version("make_reasoning_figure"),
         log:
-            "logs/make_reasoning_figure/make_reasoning_figure.log",
+            log_path("make_reasoning_figure", "{model}"),
         localrule: True
         threads: 1
         resources:
@@ -62,16 +64,17 @@ if PLAN.reasoning_targets:
         input:
             record=rules.bootstrap_reasoning_gains.output.record,
         output:
-            body="results/paper/generated/reasoning.tex",
-            macros="results/paper/generated/reasoning_macros.tex",
+            body=f"{PAPER}/generated/reasoning.tex",
+            macros=f"{PAPER}/generated/reasoning_macros.tex",
         params:
+            code=code_version("make_reasoning_section"),
             context={
                 "preset": EXP["preset"],
                 "synthetic": EXP["data"]["source"] == "synthetic",
-                "xcopa_recipe": EXP["targets"].get("xcopa_recipe", "siqa_copa"),
+                "xcopa_recipe": EXP["targets"]["xcopa_recipe"],
             },
         log:
-            "logs/make_reasoning_section/make_reasoning_section.log",
+            log_path("make_reasoning_section", "{model}"),
         localrule: True
         threads: 1
         resources:
@@ -83,9 +86,9 @@ if PLAN.reasoning_targets:
 
     rule reasoning:
         input:
-            rules.bootstrap_reasoning_gains.output,
-            rules.make_reasoning_figure.output,
-            rules.make_reasoning_section.output,
+            expand(rules.bootstrap_reasoning_gains.output, model=MODEL),
+            expand(rules.make_reasoning_figure.output, model=MODEL),
+            expand(rules.make_reasoning_section.output, model=MODEL),
 
 
 # What the default target adds: the whole analysis when every configured reasoning target is in

@@ -10,12 +10,13 @@ rule score_run:
         predictions=run_predictions,
         labels=expand(f"{LABELS}/{{target}}", target=PLAN.targets),
     output:
-        "results/scores/{model}/{encoder}/seed{seed}.json",
+        SCORES,
     params:
+        code=code_version("score_run"),
         folders=run_folders,
         languages={t: PLAN.target_languages(t) for t in PLAN.targets},
     log:
-        "logs/score_run/{model}/{encoder}/seed{seed}.log",
+        log_path("score_run", "{model}", "{encoder}", "seed{seed}"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -27,31 +28,30 @@ rule score_run:
 
 rule make_tables:
     input:
-        scores=all_scores(),
-        captions=CAPTIONS,
+        scores=all_scores,
     output:
         matrix=[
-            report("results/tables/matrix.csv", caption="../paper/report/matrix.rst", category="Tables"),
-            "results/tables/matrix.md",
-            "results/tables/matrix.tex",
+            report(f"{TABLES}/matrix.csv", caption="../paper/report/matrix.rst", category="Tables"),
+            f"{TABLES}/matrix.md",
+            f"{TABLES}/matrix.tex",
         ],
         delta=[
-            report("results/tables/matrix_delta.csv", caption="../paper/report/matrix_delta.rst", category="Tables"),
-            "results/tables/matrix_delta.md",
-            "results/tables/matrix_delta.tex",
+            report(f"{TABLES}/matrix_delta.csv", caption="../paper/report/matrix_delta.rst", category="Tables"),
+            f"{TABLES}/matrix_delta.md",
+            f"{TABLES}/matrix_delta.tex",
         ],
-        per_target=[
-            f"results/tables/target_{t}{ext}" for t in PLAN.targets for ext in (".csv", ".md", ".tex")
-        ],
-        provenance="results/tables/provenance.json",
+        per_target=[f"{TABLES}/target_{t}{ext}" for t in PLAN.targets for ext in (".csv", ".md", ".tex")],
+        provenance=f"{TABLES}/provenance.json",
     params:
+        code=code_version("make_tables"),
         encoders=PLAN.encoders,
         targets=PLAN.targets,
         seeds=PLAN.seeds,
-        model=MODEL,
         preset=EXP["preset"],
+        run=RUN,
+        captions=workflow_files(CAPTIONS),
     log:
-        "logs/make_tables/make_tables.log",
+        log_path("make_tables", "{model}"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -63,13 +63,15 @@ rule make_tables:
 
 rule make_figure:
     input:
-        delta="results/tables/matrix_delta.csv",
-        style=FIGURE_STYLE,
+        delta=rules.make_tables.output.delta[0],
     output:
-        report("results/figures/delta_heatmap.png", caption="../paper/report/delta_heatmap.rst", category="Figures"),
-        "results/figures/delta_heatmap.pdf",
+        report(f"{FIGURES}/delta_heatmap.png", caption="../paper/report/delta_heatmap.rst", category="Figures"),
+        f"{FIGURES}/delta_heatmap.pdf",
+    params:
+        code=code_version("make_figure"),
+        style=workflow_files(FIGURE_STYLE),
     log:
-        "logs/make_figure/make_figure.log",
+        log_path("make_figure", "{model}"),
     threads: 1
     resources:
         mem_mb=2000,

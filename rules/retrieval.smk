@@ -10,13 +10,15 @@ rule embed_sentences:
         encoder=encoder_dir,
         data=data_dirs(PLAN.retrieval_targets),
     output:
-        directory("results/embeddings/{model}/{encoder}"),
+        directory(f"{RESULTS}/embeddings/{{model}}/{{encoder}}"),
     params:
+        code=code_version("embed_sentences"),
         job=PLAN.retrieval_job(),
+        data_root=lambda w, input: os.path.dirname(input.data[0]) if input.data else DATA,
     log:
-        "logs/embed_sentences/{model}/{encoder}.log",
+        log_path("embed_sentences", "{model}", "{encoder}"),
     benchmark:
-        "benchmarks/embed_sentences/{model}/{encoder}.tsv"
+        benchmark_path("embed_sentences", "{model}", "{encoder}")
     threads: 1
     resources:
         gpu=1,
@@ -34,14 +36,15 @@ rule mine_bucc:
         embeddings=rules.embed_sentences.output[0],
         data=f"{DATA}/bucc2018",
     output:
-        predictions=directory("results/retrieval/{model}/{encoder}/predictions/bucc2018"),
-        details="results/retrieval/{model}/{encoder}/bucc2018.json",
+        predictions=directory(f"{RETRIEVAL}/predictions/bucc2018"),
+        details=f"{RETRIEVAL}/bucc2018.json",
     params:
+        code=code_version("mine_bucc"),
         job=PLAN.bucc_job() if "bucc2018" in PLAN.targets else {},
     log:
-        "logs/mine_bucc/{model}/{encoder}.log",
+        log_path("mine_bucc", "{model}", "{encoder}"),
     benchmark:
-        "benchmarks/mine_bucc/{model}/{encoder}.tsv"
+        benchmark_path("mine_bucc", "{model}", "{encoder}")
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
@@ -56,14 +59,15 @@ rule search_tatoeba:
     input:
         embeddings=rules.embed_sentences.output[0],
     output:
-        predictions=directory("results/retrieval/{model}/{encoder}/predictions/tatoeba"),
-        details="results/retrieval/{model}/{encoder}/tatoeba.json",
+        predictions=directory(f"{RETRIEVAL}/predictions/tatoeba"),
+        details=f"{RETRIEVAL}/tatoeba.json",
     params:
+        code=code_version("search_tatoeba"),
         job=PLAN.tatoeba_job() if "tatoeba" in PLAN.targets else {},
     log:
-        "logs/search_tatoeba/{model}/{encoder}.log",
+        log_path("search_tatoeba", "{model}", "{encoder}"),
     benchmark:
-        "benchmarks/search_tatoeba/{model}/{encoder}.tsv"
+        benchmark_path("search_tatoeba", "{model}", "{encoder}")
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,

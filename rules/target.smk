@@ -10,16 +10,18 @@ rule finetune_target:
         encoder=encoder_dir,
         data=target_data,
     output:
-        model=directory("results/target/{model}/{encoder}/{training}/seed{seed}/model"),
-        predictions=directory("results/target/{model}/{encoder}/{training}/seed{seed}/predictions"),
-        metrics="results/target/{model}/{encoder}/{training}/seed{seed}/metrics.json",
+        model=directory(f"{TARGET_RUN}/model"),
+        predictions=directory(f"{TARGET_RUN}/predictions"),
+        metrics=f"{TARGET_RUN}/metrics.json",
     params:
+        code=code_version("finetune_target"),
         job=lambda w: PLAN.target_job(w.training),
-        checkpoint_dir="results/checkpoints/finetune_target/{model}/{encoder}/{training}/seed{seed}",
+        data_root=lambda w, input: os.path.dirname(input.data[0]),
+        checkpoint_dir=checkpoint_path("finetune_target", "{model}", "{encoder}", "{training}", "seed{seed}"),
     log:
-        "logs/finetune_target/{model}/{encoder}/{training}/seed{seed}.log",
+        log_path("finetune_target", "{model}", "{encoder}", "{training}", "seed{seed}"),
     benchmark:
-        "benchmarks/finetune_target/{model}/{encoder}/{training}/seed{seed}.tsv"
+        benchmark_path("finetune_target", "{model}", "{encoder}", "{training}", "seed{seed}")
     threads: 1
     resources:
         gpu=1,

@@ -5,5 +5,5 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
 pipeline.setup_logging(snakemake.log[0])
-pipeline.embed_sentences(snakemake.params.job, snakemake.input.encoder, "results/data", snakemake.output[0],
+pipeline.embed_sentences(snakemake.params.job, snakemake.input.encoder, snakemake.params.data_root, snakemake.output[0],
                          snakemake.threads)

@@ -29,7 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from xstilts.config import hparams_for, resolve  # noqa: E402
 from xstilts.plan import Plan  # noqa: E402
-from xstilts.tasks import INTERMEDIATE_TASKS, MULTITASK, TARGET_TRAININGS  # noqa: E402
+from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, MULTITASK, TARGET_TRAININGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def forward_flops(tokens: float, seq: float) -> float:
 
 
 def _seq(dataset: str) -> float:
-    per_choice = {"hellaswag": 4, "cosmosqa": 4, "commonsenseqa": 5}.get(dataset, 1)
+    per_choice = DATASETS[dataset].num_choices or 1  # a multiple-choice example is one sequence per choice
     return min(384, TOKENS[dataset] / per_choice)
 
 
@@ -105,10 +105,10 @@ def training_seconds(cost: Cost, train: list[str], dev: list[str], hp: dict) -> 
     """Training on the given datasets (concatenated) for hp epochs, with periodic and final dev evals."""
     examples = sum(TRAIN[d] for d in train)
     steps = hp["epochs"] * math.ceil(examples / (hp["batch_size"] * hp["grad_accum"]))
-    eval_batch = hp.get("eval_batch_size") or 2 * hp["batch_size"]
+    eval_batch = hp["eval_batch_size"] or 2 * hp["batch_size"]
     seconds = sum(cost.train(d, hp["epochs"] * TRAIN[d], hp["batch_size"]) for d in train)
     evals = steps // hp["eval_every_steps"] if hp["eval_every_steps"] else math.ceil(hp["epochs"])
-    subset = hp.get("eval_max_examples") or 10**9
+    subset = hp["eval_max_examples"] or 10**9
     seconds += sum(evals * cost.infer(d, min(subset, DEV[d]), eval_batch) + cost.infer(d, DEV[d], eval_batch)
                    for d in dev)
     return seconds
@@ -135,7 +135,7 @@ def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
         for stage in plan.target_job(training).get("stages", []):  # XCOPA's SIQA stage, same job
             seconds += training_seconds(cost, [d for d, _, _ in stage["train"]], [d for d, _, _ in stage["dev"]],
                                         stage["hparams"])
-        eval_batch = hp.get("eval_batch_size") or 2 * hp["batch_size"]
+        eval_batch = hp["eval_batch_size"] or 2 * hp["batch_size"]
         seconds += sum(cost.infer(t, TEST[t], eval_batch) for t in plan.served(training))
         hours[f"finetune_target/{training}"] = seconds / 3600
     return hours
@@ -152,7 +152,7 @@ def estimate(exp: dict, cost: Cost) -> dict[str, dict[str, float]]:
     rows["finetune_target"] = {"jobs": runs * len(plan.trainings),
                                "gpu_hours": runs * sum(h for k, h in hours.items() if k.startswith("finetune_target"))}
 
-    batch = exp["retrieval"].get("batch_size", 64)
+    batch = exp["retrieval"]["batch_size"]
     micro = math.ceil(RETRIEVAL_SENTENCES / batch)
     embed = micro * max(forward_flops(batch * RETRIEVAL_TOKENS, RETRIEVAL_TOKENS) / cost.flops_per_s, cost.infer_floor)
     rows["embed_sentences"] = {"jobs": len(plan.encoders), "gpu_hours": embed * len(plan.encoders) / 3600}

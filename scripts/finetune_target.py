@@ -5,6 +5,6 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
 pipeline.setup_logging(snakemake.log[0])
-pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder, "results/data",
+pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder, snakemake.params.data_root,
                          snakemake.output.model, snakemake.output.metrics, snakemake.output.predictions,
                          snakemake.params.checkpoint_dir, snakemake.threads)

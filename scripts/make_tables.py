@@ -8,8 +8,9 @@ from xstilts.tasks import BASELINE  # noqa: E402
 
 pipeline.setup_logging(snakemake.log[0])
 p = snakemake.params
+workflow_dir = Path(snakemake.scriptdir).parent  # params.captions: {path in the workflow: sha256}
 record = tables.make_tables(snakemake.input.scores, p.encoders, p.targets, p.seeds, Path(snakemake.output.provenance).parent,
-                            BASELINE, {"preset": p.preset, "model": p.model, "encoders": p.encoders, "targets": p.targets,
-                                       "seeds": p.seeds},
-                            tables.load_captions(snakemake.input.captions))
+                            BASELINE, {"preset": p.preset, "run": p.run, "model": snakemake.wildcards.model,
+                                       "encoders": p.encoders, "targets": p.targets, "seeds": p.seeds},
+                            tables.load_captions(workflow_dir / next(iter(p.captions))))
 pipeline.write_json(snakemake.output.provenance, record)

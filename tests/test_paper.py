@@ -66,10 +66,10 @@ def runs(tmp_path):
 
 
 def metrics_file(tmp_path, encoder, training, seed, dev):
-    path = tmp_path / "results/target/m" / encoder / training / f"seed{seed}" / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Which run a file belongs to is given with it, never parsed from its path.
+    path = tmp_path / f"run-{len(list(tmp_path.iterdir()))}.json"
     path.write_text(json.dumps({"result": {"dev": {training: {"score": dev}}}}))
-    return str(path)
+    return encoder, training, str(path)
 
 
 def test_best_intermediate_task_is_chosen_on_dev_not_test(tmp_path):
@@ -194,7 +194,7 @@ def test_compute_table_from_benchmark_files(tmp_path):
         path = tmp_path / "benchmarks" / rule / "m" / f"{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0\t1\t1\t1\t1\t0\t0\t1\t1\n")
-        files.append(path)
+        files.append((rule, path))
     latex, df = paper.compute_table(files, {"finetune_target"}, CAPTIONS["compute"])
     rows = df.set_index("rule")
     assert rows.loc["finetune_target", "jobs"] == 2
@@ -221,8 +221,8 @@ def test_every_reference_of_the_paper_is_a_source_or_a_generated_file():
     sources, generated = paper.paper_files(ROOT / "paper")
     assert sources[0] == "main.tex" and "sections/results.tex" in sources
     assert all((ROOT / "paper" / s).is_file() for s in sources)
-    assert "results/tables/matrix.tex" in generated and "results/paper/generated/macros.tex" in generated
-    assert "results/figures/delta_heatmap.pdf" in generated
+    assert "tables/matrix.tex" in generated and "generated/macros.tex" in generated
+    assert "figures/delta_heatmap.pdf" in generated
 
 
 def test_a_reference_outside_paper_and_the_generated_roots_is_an_error(tmp_path):
@@ -232,7 +232,7 @@ def test_a_reference_outside_paper_and_the_generated_roots_is_an_error(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"paper/sections/a.tex references 'elsewhere/b.tex'"):
         paper.paper_files(tmp_path)
     (tmp_path / "sections/a.tex").write_text("\\includegraphics[width=1cm]{figures/x.pdf}\n")
-    assert paper.paper_files(tmp_path) == (["main.tex", "sections/a.tex"], ["results/figures/x.pdf"])
+    assert paper.paper_files(tmp_path) == (["main.tex", "sections/a.tex"], ["figures/x.pdf"])
 
 
 def workflow_copy(tmp_path):
@@ -261,7 +261,7 @@ def test_the_build_fails_when_the_paper_references_a_file_no_rule_produces(tmp_p
                            "--directory", str(tmp_path / "run"), "paper"], capture_output=True, text=True)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "MissingInputException" in output and "results/paper/generated/no_such_table.tex" in output
+    assert "MissingInputException" in output and "results/demo/paper/xlmr-demo/generated/no_such_table.tex" in output
 
 
 @pytest.mark.skipif(not toolchain_available() and os.environ.get("XSTILTS_REQUIRE_TEX") != "1",
@@ -276,20 +276,22 @@ def test_pdf_compiles_from_generated_inputs(tmp_path, runs):
     (src / "main.tex").write_text("\\documentclass{article}\\usepackage{booktabs}\\input{generated/macros.tex}\n"
                                   "\\begin{document}\\input{sections/a.tex}\\end{document}\n")
     (src / "sections/a.tex").write_text("Gain \\XNLIBestGain.\n\\input{tables/matrix.tex}\n")
-    gen = tmp_path / "results"
-    (gen / "paper/generated").mkdir(parents=True)
+    # The run's files live anywhere; compile_pdf lays them out under the names the paper uses.
+    gen = tmp_path / "results" / "somewhere"
+    gen.mkdir(parents=True)
     macros, _ = paper.headline_macros(loaded, {"xnli": "mnli"}, ["xnli"], [0, 1], "demo", "m")
-    (gen / "paper/generated/macros.tex").write_text(macros)
+    (gen / "headline_macros.tex").write_text(macros)
     means, sds = tables.matrix(loaded, ["baseline", "mnli"], ["xnli"], [0, 1])
-    tables.write_table(means, sds, gen / "tables/matrix", "Matrix.", "tab:m")
+    tables.write_table(means, sds, gen / "the_matrix", "Matrix.", "tab:m")
+    generated = {"generated/macros.tex": gen / "headline_macros.tex", "tables/matrix.tex": gen / "the_matrix.tex"}
     out = tmp_path / "paper.pdf"
-    compile_pdf(src / "main.tex", [gen / "paper", gen], tmp_path / "build", out)
+    compile_pdf(src / "main.tex", generated, tmp_path / "build", out)
     assert out.read_bytes().startswith(b"%PDF")
     log = (tmp_path / "build/main.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log and "LaTeX Warning: Reference" not in log
     # Same inputs, same bytes (SOURCE_DATE_EPOCH).
     again = tmp_path / "again.pdf"
-    compile_pdf(src / "main.tex", [gen / "paper", gen], tmp_path / "build2", again)
+    compile_pdf(src / "main.tex", generated, tmp_path / "build2", again)
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -298,11 +300,11 @@ def test_a_tex_error_names_the_log(tmp_path):
 
     if not toolchain_available():
         with pytest.raises(RuntimeError, match="cannot compile the paper: latexmk or pdflatex not found; install"):
-            compile_pdf(tmp_path / "main.tex", [], tmp_path / "build", tmp_path / "x.pdf")
+            compile_pdf(tmp_path / "main.tex", {}, tmp_path / "build", tmp_path / "x.pdf")
         return
     (tmp_path / "main.tex").write_text("\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
     with pytest.raises(RuntimeError, match=r"latexmk failed .*TeX log: .*build/main.log.*Undefined control sequence"):
-        compile_pdf(tmp_path / "main.tex", [], tmp_path / "build", tmp_path / "x.pdf")
+        compile_pdf(tmp_path / "main.tex", {}, tmp_path / "build", tmp_path / "x.pdf")
     assert not (tmp_path / "x.pdf").exists()
 
 

@@ -234,17 +234,17 @@ def _accuracy(pred: Path, gold: Path, task: str) -> float:
 
 @pytest.mark.workflow
 def test_the_significance_table_matches_gains_recomputed_from_the_files(reasoning_run):
-    table = pd.read_csv(reasoning_run / "results/tables/reasoning_significance.csv")
+    table = pd.read_csv(reasoning_run / "results/reasoning/tables/xlmr-reasoning/reasoning_significance.csv")
     assert list(zip(table["target"], table["itask"])) == [
         ("xnli", "mnli"), ("xcopa", "mnli"), ("avg", "mnli"),
         ("xnli", "hellaswag"), ("xcopa", "hellaswag"), ("avg", "hellaswag")]
     langs = {"xnli": ["de", "en", "zh"], "xcopa": ["et", "tr", "zh"]}
-    run = reasoning_run / "results/target/xlmr-reasoning"
+    run = reasoning_run / "results/reasoning/target/xlmr-reasoning"
 
     def score(encoder: str, target: str, seed: int) -> float:
         return sum(_accuracy(run / f"{encoder}/{target}/seed{seed}/predictions/{target}/test-{lang}."
                              f"{'jsonl' if target == 'xcopa' else 'tsv'}",
-                             reasoning_run / f"results/labels/{target}/test-{lang}."
+                             reasoning_run / f"results/reasoning/labels/{target}/test-{lang}."
                              f"{'jsonl' if target == 'xcopa' else 'tsv'}", target)
                    for lang in langs[target]) / len(langs[target])
 
@@ -262,25 +262,25 @@ def test_the_significance_table_matches_gains_recomputed_from_the_files(reasonin
         # The CSV keeps four decimals.
         assert rows.loc["avg", "gain"] == pytest.approx((rows.loc["xnli", "gain"] + rows.loc["xcopa", "gain"]) / 2,
                                                         abs=1e-3)
-    per_language = pd.read_csv(reasoning_run / "results/tables/reasoning_languages.csv")
+    per_language = pd.read_csv(reasoning_run / "results/reasoning/tables/xlmr-reasoning/reasoning_languages.csv")
     assert len(per_language) == 2 * (3 + 3)
-    md = (reasoning_run / "results/tables/reasoning_significance.md").read_text()
+    md = (reasoning_run / "results/reasoning/tables/xlmr-reasoning/reasoning_significance.md").read_text()
     assert "95% CI" in md and "HellaSwag" in md and "Reasoning avg." in md
-    assert (reasoning_run / "results/figures/reasoning_gains.pdf").stat().st_size > 0
+    assert (reasoning_run / "results/reasoning/figures/xlmr-reasoning/reasoning_gains.pdf").stat().st_size > 0
 
 
 @pytest.mark.workflow
 def test_the_xtreme_r_scorer_gives_the_same_reasoning_scores(reasoning_run, tmp_path):
     # One XTREME-R submission folder per run: XNLI and XCOPA predictions side by side.
-    record = json.loads((reasoning_run / "results/reasoning/significance.json").read_text())
-    run = reasoning_run / "results/target/xlmr-reasoning/mnli"
+    record = json.loads((reasoning_run / "results/reasoning/reasoning/xlmr-reasoning/significance.json").read_text())
+    run = reasoning_run / "results/reasoning/target/xlmr-reasoning/mnli"
     folder = tmp_path / "submission"
     folder.mkdir()
     os.symlink(run / "xnli/seed1/predictions/xnli", folder / "xnli")
     os.symlink(run / "xcopa/seed1/predictions/xcopa", folder / "xcopa")
     out = tmp_path / "out.json"
     proc = subprocess.run(["xstilts", "evaluate", "--prediction_folder", str(folder), "--label_folder",
-                           str(reasoning_run / "results/labels"), "--xtreme_version", "xtreme-r",
+                           str(reasoning_run / "results/reasoning/labels"), "--xtreme_version", "xtreme-r",
                            "--only_available_languages", "--output_file", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
@@ -293,8 +293,8 @@ def test_the_xtreme_r_scorer_gives_the_same_reasoning_scores(reasoning_run, tmp_
 
 @pytest.mark.workflow
 def test_the_paper_section_quotes_only_macros(reasoning_run):
-    body = (reasoning_run / "results/paper/generated/reasoning.tex").read_text()
-    macros = (reasoning_run / "results/paper/generated/reasoning_macros.tex").read_text()
+    body = (reasoning_run / "results/reasoning/paper/xlmr-reasoning/generated/reasoning.tex").read_text()
+    macros = (reasoning_run / "results/reasoning/paper/xlmr-reasoning/generated/reasoning_macros.tex").read_text()
     assert "Caveat: embedded demo" in body
     assert not any(ch.isdigit() for ch in body.split("\n", 2)[2].replace("XTREME-R", ""))  # numbers are macros
     defined = set(re.findall(r"\\newcommand\{(\\Reason[A-Za-z]+)\}", macros))

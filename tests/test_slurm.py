@@ -253,7 +253,7 @@ def test_a_failing_job_is_reported_with_its_logs(slurm_runs):
     failed = [s for s in run["submissions"] if is_failing(s)]
     assert failed
     for sub in failed:
-        rule_log = "logs/finetune_target/{model}/{encoder}/{training}/seed{seed}.log".format(**sub["values"])
+        rule_log = "logs/smoke/finetune_target/{model}/{encoder}/{training}/seed{seed}.log".format(**sub["values"])
         assert rule_log in run["output"], f"the error report does not name {rule_log}"
         assert str(sub["log"]) in run["output"], f"the error report does not name the SLURM log {sub['log']}"
         # The traceback of the script's exception went to the job's stderr: the SLURM log.
@@ -318,8 +318,8 @@ def test_a_rerun_redoes_only_what_failed(slurm_runs):
 
 @pytest.mark.workflow
 def test_tables_are_identical_to_a_local_run(slurm_runs):
-    tables = sorted((slurm_runs["workdir"] / "results/tables").iterdir())
-    local = sorted((slurm_runs["localdir"] / "results/tables").iterdir())
+    tables = sorted((slurm_runs["workdir"] / "results/smoke/tables/xlmr-smoke").iterdir())
+    local = sorted((slurm_runs["localdir"] / "results/smoke/tables/xlmr-smoke").iterdir())
     assert [p.name for p in tables] == [p.name for p in local]
     for a, b in zip(tables, local):
         if a.name != "provenance.json":  # it names the (different) run directories

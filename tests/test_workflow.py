@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRA
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
+# The smoke config's run and model name its result tree (rules/common.smk builds the paths).
+RUN = "results/smoke"
+TABLES = f"{RUN}/tables/xlmr-smoke"
+FIGURES = f"{RUN}/figures/xlmr-smoke"
+PAPER = f"{RUN}/paper/xlmr-smoke"
 # The presentation rules after the tables: the paper's inputs, compute table, per-language
 # figure, and the PDF only where a TeX toolchain is installed (rule all says so otherwise).
 TEX = toolchain_available()
@@ -101,36 +107,77 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-    dirs = []
-    for name in ("run1", "run2"):
-        workdir = tmp_path_factory.mktemp(name)
-        snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(workdir))
-        dirs.append(workdir)
-    return dirs
+    """Two runs of the reduced grid: run `smoke` in one working directory; that directory copied
+    (times kept) to a second one, where the same grid runs again under the run name `smoke2`.
+
+    smoke_runs[0] holds results/smoke; smoke_runs[1] holds the copy of results/smoke and
+    results/smoke2, computed from scratch (so byte identity across runs is checked on them).
+    """
+    first = tmp_path_factory.mktemp("run1")
+    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(first))
+    second = tmp_path_factory.mktemp("run2") / "copy"
+    shutil.copytree(first, second, symlinks=True)  # copy2: modification times kept
+    SMOKE_STATE["copied"] = {p: p.stat().st_mtime_ns for p in (second / RUN).rglob("*")}
+    SMOKE_STATE["copy_dry_run"] = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(second)).stdout
+    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(second), "--config", "run=smoke2")
+    return [first, second]
+
+
+SMOKE_STATE: dict = {}
+RUN2 = "results/smoke2"
+
+
+@pytest.mark.workflow
+def test_a_copied_working_directory_reruns_nothing(smoke_runs):
+    assert "Nothing to be done" in SMOKE_STATE["copy_dry_run"], SMOKE_STATE["copy_dry_run"][-3000:]
+
+
+@pytest.mark.workflow
+def test_two_runs_in_one_directory_keep_their_own_files(smoke_runs):
+    second = smoke_runs[1]
+    # The second run wrote only under its own name, and every file of the first is untouched.
+    assert (second / RUN2 / "tables/xlmr-smoke/matrix.csv").is_file()
+    assert {p: p.stat().st_mtime_ns for p in (second / RUN).rglob("*")} == SMOKE_STATE["copied"]
+    assert sorted(p.name for p in (second / "logs").iterdir()) == ["smoke", "smoke2"]
+    assert sorted(p.name for p in (second / "benchmarks").iterdir()) == ["smoke", "smoke2"]
+    # ... and both are up to date.
+    for run in ("smoke", "smoke2"):
+        proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(second), "--config", f"run={run}")
+        assert "Nothing to be done" in proc.stdout + proc.stderr, run
+
+
+@pytest.mark.workflow
+def test_moving_the_workflow_reruns_nothing(smoke_runs, tmp_path):
+    # A checkout moved to another folder (here: copied) sees the same finished run as up to date.
+    from test_paper import workflow_copy
+
+    proc = dry_run_with(workflow_copy(tmp_path), smoke_runs[0])
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
 
 
 @pytest.mark.workflow
 def test_tables_are_complete_and_finite(smoke_runs):
-    matrix = pd.read_csv(smoke_runs[0] / "results/tables/matrix.csv", index_col=0)
+    matrix = pd.read_csv(smoke_runs[0] / f"{TABLES}/matrix.csv", index_col=0)
     assert list(matrix.index) == ["baseline", "mnli", "squad_v1", "multitask"]
     assert list(matrix.columns) == ["xnli", "udpos", "xquad", "bucc2018", "tatoeba", "avg"]
     assert all(math.isfinite(v) for v in matrix.values.ravel())
     assert (matrix.values >= 0).all() and (matrix.values <= 100).all()
     for ext in ("csv", "md", "tex"):
-        assert (smoke_runs[0] / f"results/tables/matrix_delta.{ext}").stat().st_size > 0
-    assert (smoke_runs[0] / "results/figures/delta_heatmap.png").stat().st_size > 0
+        assert (smoke_runs[0] / f"{TABLES}/matrix_delta.{ext}").stat().st_size > 0
+    assert (smoke_runs[0] / f"{FIGURES}/delta_heatmap.png").stat().st_size > 0
 
 
 @pytest.mark.workflow
 def test_xnli_english_dev_is_clearly_above_chance(smoke_runs):
-    metrics = json.loads((smoke_runs[0] / "results/target/xlmr-smoke/baseline/xnli/seed0/metrics.json").read_text())
+    metrics = json.loads((smoke_runs[0] / f"{RUN}/target/xlmr-smoke/baseline/xnli/seed0/metrics.json").read_text())
     accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
     assert accuracy > 45.0, f"English XNLI dev accuracy {accuracy:.1f} is not clearly above chance (33.3)"
 
 
 @pytest.mark.workflow
 def test_two_runs_give_byte_identical_tables(smoke_runs):
-    first, second = (sorted((d / "results/tables").iterdir()) for d in smoke_runs)
+    first = sorted((smoke_runs[0] / TABLES).iterdir())
+    second = sorted((smoke_runs[1] / RUN2 / "tables/xlmr-smoke").iterdir())
     assert [p.name for p in first] == [p.name for p in second]
     for a, b in zip(first, second):
         if a.name != "provenance.json":  # it names the (different) run directories
@@ -141,14 +188,14 @@ def test_two_runs_give_byte_identical_tables(smoke_runs):
 def test_evaluate_command_on_the_dags_predictions(smoke_runs, tmp_path):
     run = smoke_runs[0]
     out = tmp_path / "out.json"
-    predictions = run / "results/target/xlmr-smoke/mnli/squad/seed0/predictions"
+    predictions = run / f"{RUN}/target/xlmr-smoke/mnli/squad/seed0/predictions"
     proc = subprocess.run(["xstilts", "evaluate", "--prediction_folder", str(predictions),
-                           "--label_folder", str(run / "results/labels"), "--output_file", str(out),
+                           "--label_folder", str(run / RUN / "labels"), "--output_file", str(out),
                            "--only_available_languages"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     evaluated = json.loads(out.read_text())
-    scores = json.loads((run / "results/scores/xlmr-smoke/mnli/seed0.json").read_text())["scores"]
+    scores = json.loads((run / f"{RUN}/scores/xlmr-smoke/mnli/seed0.json").read_text())["scores"]
     assert evaluated["xquad"]["avg_metric"] == pytest.approx(scores["xquad"]["avg_metric"])
     assert evaluated["xquad"]["f1"] == scores["xquad"]["f1"]
 
@@ -156,9 +203,9 @@ def test_evaluate_command_on_the_dags_predictions(smoke_runs, tmp_path):
 @pytest.mark.workflow
 def test_every_number_traces_to_its_files(smoke_runs):
     run = smoke_runs[0]
-    provenance = json.loads((run / "results/tables/provenance.json").read_text())
+    provenance = json.loads((run / f"{TABLES}/provenance.json").read_text())
     assert len(provenance["score_files"]) == 4
-    score = json.loads((run / "results/scores/xlmr-smoke/baseline/seed0.json").read_text())
+    score = json.loads((run / f"{RUN}/scores/xlmr-smoke/baseline/seed0.json").read_text())
     assert any(re.search(r"xnli/test-de\.tsv$", p) for p in score["inputs"])
     assert any(re.search(r"labels/xnli/test-de\.tsv$", p) for p in score["inputs"])
 
@@ -179,7 +226,7 @@ def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
                                        "make_figure": 1, **PAPER_JOBS, "all": 1,
                                        "total": 2 * encoders + 3 + len(PAPER_JOBS)}
     assert all("/xnli/seed0" in line for line in proc.stdout.splitlines()
-               if "output:" in line and "results/target/" in line)
+               if "output:" in line and f"{RUN}/target/" in line)
 
 
 PRESENTATION = {"make_tables", "make_figure", "make_paper_inputs", "make_compute_table", "make_language_figure",
@@ -204,6 +251,64 @@ def test_changing_a_caption_or_the_plot_style_reruns_only_presentation(smoke_run
     assert "finetune_target" not in counts and "score_run" not in counts
 
 
+def insert_statement(module: Path, function: str, statement: str) -> None:
+    """Add ``statement`` as the first statement (after the docstring) of a top-level function."""
+    import ast
+
+    source = module.read_text()
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function)
+    first = node.body[1] if ast.get_docstring(node) is not None else node.body[0]
+    lines = source.splitlines(keepends=True)
+    indent = lines[first.lineno - 1][: first.col_offset]
+    lines.insert(first.lineno - 1, f"{indent}{statement}\n")
+    module.write_text("".join(lines))
+
+
+def dry_run_with(copy: Path, workdir: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), "--configfile", str(SMOKE), "-n",
+                           "--directory", str(workdir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.workflow
+def test_editing_the_training_code_reruns_training_and_what_depends_on_it(smoke_runs, tmp_path):
+    from test_paper import workflow_copy
+
+    copy = workflow_copy(tmp_path)
+    insert_statement(copy / "scripts/xstilts/training.py", "train", "_edited = True")
+    counts = job_counts(dry_run_with(copy, smoke_runs[0]).stdout)
+    assert {"pretrain_mlm", "finetune_intermediate", "finetune_target", "score_run", "make_tables"} <= set(counts)
+    # Data generation, labels and the tokenizer run no training code: they stay as they are.
+    assert not {"make_demo_dataset", "write_labels", "train_tokenizer"} & set(counts), counts
+
+
+@pytest.mark.workflow
+def test_editing_the_table_code_reruns_only_presentation(smoke_runs, tmp_path):
+    from test_paper import workflow_copy
+
+    copy = workflow_copy(tmp_path)
+    insert_statement(copy / "scripts/xstilts/tables.py", "matrix", "_edited = True")
+    counts = job_counts(dry_run_with(copy, smoke_runs[0]).stdout)
+    assert "make_tables" in counts and set(counts) - {"total"} <= PRESENTATION, counts
+
+
+@pytest.mark.workflow
+def test_comments_and_docstrings_rerun_nothing(smoke_runs, tmp_path):
+    from test_paper import workflow_copy
+
+    copy = workflow_copy(tmp_path)
+    for module in ("training.py", "tables.py", "pipeline.py"):
+        path = copy / "scripts/xstilts" / module
+        text = path.read_text().replace('"""', '"""Edited. ', 1)  # the module docstring
+        # A comment after every def, class and block header.
+        text = re.sub(r"(?m)^(\s*(?:def|class|if|for|while|else|elif|try|except|with|finally)\b.*:)$",
+                      r"\1  # edited", text)
+        path.write_text(text)
+    proc = dry_run_with(copy, smoke_runs[0])
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+
 def page_ink(png: Path) -> float:
     """Share of non-white pixels of a rendered page (PNG, read by matplotlib)."""
     import matplotlib.image
@@ -216,9 +321,9 @@ def page_ink(png: Path) -> float:
 @pytest.mark.workflow
 @pytest.mark.skipif(not TEX and not REQUIRE_TEX, reason="no TeX toolchain (scripts/install_tex.sh)")
 def test_the_paper_compiles_and_no_page_is_blank(smoke_runs, tmp_path):
-    pdf = smoke_runs[0] / "results/paper/xstilts.pdf"
+    pdf = smoke_runs[0] / f"{PAPER}/xstilts.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
-    log = (smoke_runs[0] / "results/paper/build/main.log").read_text(errors="replace")
+    log = (smoke_runs[0] / f"{PAPER}/build/main.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log and "There were undefined references" not in log
     subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
@@ -226,19 +331,20 @@ def test_the_paper_compiles_and_no_page_is_blank(smoke_runs, tmp_path):
     for page in pages:
         assert page_ink(page) > 0.005, f"{page.name} of the paper is blank"
     # The numbers in the text are the generated ones (macros), e.g. the XNLI baseline.
-    macros = (smoke_runs[0] / "results/paper/generated/macros.tex").read_text()
+    macros = (smoke_runs[0] / f"{PAPER}/generated/macros.tex").read_text()
     assert r"\newcommand{\XNLIBestTask}" in macros and r"\newcommand{\PAWSXBestTask}{n/a}" in macros
 
 
 @pytest.mark.workflow
 def test_paper_inputs_are_identical_across_runs(smoke_runs):
     # Everything but the compute table (wall-clock times) is a function of the inputs.
-    first, second = (sorted((d / "results/paper/generated").iterdir()) for d in smoke_runs)
+    first = sorted((smoke_runs[0] / PAPER / "generated").iterdir())
+    second = sorted((smoke_runs[1] / RUN2 / "paper/xlmr-smoke/generated").iterdir())
     assert [p.name for p in first] == [p.name for p in second]
     for a, b in zip(first, second):
         if a.name != "compute.tex":
             assert a.read_bytes() == b.read_bytes(), a.name
-    compute = pd.read_csv(smoke_runs[0] / "results/paper/compute.csv").set_index("rule")
+    compute = pd.read_csv(smoke_runs[0] / f"{PAPER}/compute.csv").set_index("rule")
     assert compute.loc["finetune_target", "jobs"] == 4 * 3  # 4 encoders x (xnli, udpos, squad) x 1 seed
     assert compute.loc["finetune_target", "gpu_hours"] > 0 and compute.loc["mine_bucc", "gpu_hours"] == 0
 

@@ -169,20 +169,45 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"config: preset '{name}' is not defined{hint}; defined presets: {', '.join(presets)}")
     exp = deep_merge(presets[name], overrides)
-    _validate(exp, {"$defs": sch["$defs"], **sch["$defs"]["experiment"]}, "")
+    experiment = {"$defs": sch["$defs"], **sch["$defs"]["experiment"]}
+    _validate(exp, experiment, "")
+    exp = fill_defaults(exp, experiment, sch)
     _check_semantics(exp, name)
     exp["preset"] = name
+    # The run names the result tree (results/<run>/...); by default the preset's name, so two
+    # presets never share, and never overwrite, each other's files.
+    exp["run"] = raw.get("run") or name
     return exp
 
 
+def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """``instance`` with every absent schema property that has a ``default`` filled in, recursively.
+
+    Only the named ``properties`` of an object are filled (a default that is an object is then
+    filled in turn); entries of maps (``additionalProperties``, e.g. ``task_hparams.<task>``) are
+    partial overrides by design and stay as written. The schema is the only place defaults live:
+    code reads the resolved config with ``[key]``, never ``.get(key, default)``.
+    """
+    node = _resolve_ref(node, root)
+    if not isinstance(instance, dict) or "properties" not in node:
+        return instance
+    out = dict(instance)
+    for key, prop in node["properties"].items():
+        if key not in out and "default" in _resolve_ref(prop, root):
+            out[key] = copy.deepcopy(_resolve_ref(prop, root)["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], prop, root)
+    return out
+
+
 def _check_semantics(exp: dict[str, Any], name: str) -> None:
-    """Checks JSON schema cannot express."""
+    """Checks JSON schema cannot express (on the resolved config, every default filled in)."""
     langs = exp["languages"]
     if langs != "all" and "en" not in langs:
         raise ConfigError(f"config: languages of preset '{name}' must include 'en', the training language")
     if exp["data"]["source"] == "synthetic" and "synthetic" not in exp["data"]:
         raise ConfigError("config: data.source is 'synthetic' but data.synthetic is missing")
-    mirrors = exp["data"].get("download", {}).get("mirrors") or {}
+    mirrors = exp["data"]["download"]["mirrors"]
     if mirrors:
         from xstilts.sources import SOURCES
 
@@ -202,7 +227,7 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
                 f"config: model.pretrain.hidden_size ({p['hidden_size']}) must be divisible by "
                 f"num_attention_heads ({p['num_attention_heads']})"
             )
-    layer = exp["retrieval"].get("layer")
+    layer = exp["retrieval"]["layer"]
     if layer is not None and exp["model"]["source"] == "pretrain":
         depth = exp["model"]["pretrain"]["num_hidden_layers"]
         if layer > depth:
@@ -212,17 +237,28 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
     _check_target_languages(exp, name)
 
 
+def language_filter(exp: dict[str, Any], target: str | None = None) -> str | list[str]:
+    """The language filter of a target: ``targets.languages[target]`` if set, else ``languages``."""
+    if target is not None and target in exp["targets"]["languages"]:
+        return exp["targets"]["languages"][target]
+    return exp["languages"]
+
+
+def keep_languages(exp: dict[str, Any], langs: tuple[str, ...] | list[str], target: str | None = None) -> list[str]:
+    """Filter an official language list by the config's language filter (see ``language_filter``)."""
+    allowed = language_filter(exp, target)
+    return [lang for lang in langs if allowed == "all" or lang in allowed]
+
+
 def _check_target_languages(exp: dict[str, Any], name: str) -> None:
     """Every target of the grid keeps at least one language of its official list."""
-    from xstilts.plan import Plan
-
-    plan = Plan(exp)
-    for target in plan.evaluated_targets:
-        if not plan.target_languages(target):
-            where = f"targets.languages.{target}" if target in exp["targets"].get("languages", {}) else "languages"
+    for target in exp["targets"]["tasks"]:
+        official = DATASETS[target].languages("test")
+        if not keep_languages(exp, official, target):
+            where = f"targets.languages.{target}" if target in exp["targets"]["languages"] else "languages"
             raise ConfigError(
                 f"config: target {target} of preset '{name}' has no language left after the filter {where}; "
-                f"its official languages are {', '.join(DATASETS[target].languages('test'))}")
+                f"its official languages are {', '.join(official)}")
 
 
 def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dict[str, Any]:
@@ -232,11 +268,13 @@ def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dic
         raise ConfigError(f"config: unknown target training {task!r}")
     if phase == "intermediate" and task is not None and task not in INTERMEDIATE_TASKS and task != "multitask":
         raise ConfigError(f"config: unknown intermediate task {task!r}")
-    hp = {**hparam_defaults(), **section["hparams"]}
-    if task is not None:
-        hp.update(section.get("task_hparams", {}).get(task, {}))
+    # section["hparams"] is complete (resolve fills the schema defaults); task_hparams entries
+    # are partial overrides.
+    hp = dict(section["hparams"])
+    if task is not None and task in section["task_hparams"]:
+        hp.update(section["task_hparams"][task])
     return hp
 
 
 def pretrain_hparams(exp: dict[str, Any]) -> dict[str, Any]:
-    return {**hparam_defaults(), **exp["model"]["pretrain"]["hparams"]}
+    return dict(exp["model"]["pretrain"]["hparams"])

@@ -123,12 +123,11 @@ def hyperparameter_table(jobs: dict[str, dict[str, Any]], caption: str) -> str:
 # Compute
 
 
-def compute_table(benchmark_files: Iterable[str | Path], gpu_rules: set[str], caption: str) -> tuple[str, pd.DataFrame]:
-    """Wall-clock and GPU-hours per rule from Snakemake ``benchmark:`` files
-    (``benchmarks/<rule>/...tsv``; one GPU per job for GPU rules)."""
+def compute_table(benchmark_files: Iterable[tuple[str, str | Path]], gpu_rules: set[str], caption: str) -> tuple[str, pd.DataFrame]:
+    """Wall-clock and GPU-hours per rule from Snakemake ``benchmark:`` files, given as
+    (rule, path) pairs (one GPU per job for GPU rules)."""
     totals: dict[str, list[float]] = {}
-    for path in benchmark_files:
-        rule = _rule_of(path)
+    for rule, path in benchmark_files:
         frame = pd.read_csv(path, sep="\t")
         totals.setdefault(rule, []).append(float(frame["s"].iloc[-1]))
     records = []
@@ -147,36 +146,27 @@ def compute_table(benchmark_files: Iterable[str | Path], gpu_rules: set[str], ca
     return latex, df
 
 
-def _rule_of(path: str | Path) -> str:
-    parts = Path(path).parts
-    return parts[parts.index("benchmarks") + 1] if "benchmarks" in parts else Path(path).parent.name
-
-
 # --------------------------------------------------------------------------------------------
 # Selection and summary
 
 
-def dev_scores(metric_files: Iterable[str | Path], retrieval_files: Iterable[str | Path]) -> dict[tuple[str, str], float]:
+def dev_scores(target_metrics: Iterable[tuple[str, str, str | Path]],
+               bucc_details: Iterable[tuple[str, str | Path]]) -> dict[tuple[str, str], float]:
     """(encoder, target) -> dev score used to pick the best intermediate task per target.
 
-    Trained targets: the English dev score of their training (mean over seeds); BUCC: the mean
-    dev F1 over languages (the tuned threshold's); Tatoeba has no dev split, so it follows the
-    encoder that is best on BUCC dev, the closest retrieval dev signal.
+    ``target_metrics``: (encoder, training, metrics.json) of every phase-3 run; ``bucc_details``:
+    (encoder, BUCC details file). Trained targets: the English dev score of their training (mean
+    over seeds); BUCC: the mean dev F1 over languages (the tuned threshold's); Tatoeba has no dev
+    split, so it follows the encoder that is best on BUCC dev, the closest retrieval dev signal.
     """
     per: dict[tuple[str, str], list[float]] = {}
-    for path in metric_files:
-        parts = Path(path).parts
-        # results/target/<model>/<encoder>/<training>/seed<N>/metrics.json
-        encoder, training = parts[-4], parts[-3]
+    for encoder, training, path in target_metrics:
         with open(path, encoding="utf-8") as f:
             result = json.load(f)["result"]
         for target, spec in TARGET_TASKS.items():
             if spec.training == training:
                 per.setdefault((encoder, target), []).append(float(result["dev"][training]["score"]))
-    for path in retrieval_files:
-        parts = Path(path).parts
-        # results/retrieval/<model>/<encoder>/bucc2018.json
-        encoder = parts[-2]
+    for encoder, path in bucc_details:
         with open(path, encoding="utf-8") as f:
             details = json.load(f)
         langs = details["languages"]
@@ -415,7 +405,8 @@ def published_comparison(published: list[dict[str, str]], runs: list[dict[str, A
 # The rule-level entry point
 
 
-def make_paper_inputs(*, score_files: list[str], target_metrics: list[str], bucc_details: list[str],
+def make_paper_inputs(*, score_files: list[str], target_metrics: list[tuple[str, str, str]],
+                      bucc_details: list[tuple[str, str]],
                       published_dir: str | Path, data_root: str | Path, layout: dict[str, dict[str, list[str]]],
                       jobs: dict[str, dict[str, Any]], encoders: list[str], targets: list[str], seeds: list[int],
                       intermediate: list[str], multitask: bool, preset: str, model: str, comparable: bool,
@@ -459,9 +450,10 @@ def make_paper_inputs(*, score_files: list[str], target_metrics: list[str], bucc
     return record
 
 
-# Where the paper's \\input and \\includegraphics paths resolve (TEXINPUTS of compile_paper, in
-# this order): handwritten sources in paper/, then the generated files of the run.
-GENERATED_ROOTS = {"generated": "results/paper", "tables": "results", "figures": "results"}
+# The first folder of every generated path the paper's \\input and \\includegraphics name
+# (generated/macros.tex, tables/matrix.tex, figures/delta_heatmap.pdf); rules/common.smk maps each
+# to the run's output folder, and compile_paper lays the files out under these names for TeX.
+GENERATED_ROOTS = ("generated", "tables", "figures")
 
 
 def _references(tex: Path) -> list[str]:
@@ -473,10 +465,10 @@ def _references(tex: Path) -> list[str]:
 def paper_files(paper_dir: str | Path, main: str = "main.tex") -> tuple[list[str], list[str]]:
     """(handwritten sources, generated files) that ``paper_dir/main`` reads, following \\input.
 
-    Handwritten paths are relative to ``paper_dir``; generated ones are workflow outputs
-    (``generated/x.tex`` -> ``results/paper/generated/x.tex``, ``tables/...`` and
-    ``figures/...`` -> ``results/...``). A reference that is neither a file in ``paper_dir`` nor
-    under one of those roots is an error naming the file that makes it.
+    Handwritten paths are relative to ``paper_dir``; generated ones are the names TeX sees
+    (``generated/x.tex``, ``tables/...``, ``figures/...``), which the workflow maps to its outputs.
+    A reference that is neither a file in ``paper_dir`` nor under one of those roots is an error
+    naming the file that makes it.
     """
     paper_dir = Path(paper_dir)
     sources, generated, todo = [], [], [main]
@@ -492,7 +484,7 @@ def paper_files(paper_dir: str | Path, main: str = "main.tex") -> tuple[list[str
             if (paper_dir / ref).is_file():
                 todo.append(ref)
             elif root in GENERATED_ROOTS and "/" in ref:
-                generated.append(f"{GENERATED_ROOTS[root]}/{ref}")
+                generated.append(ref)
             else:
                 raise FileNotFoundError(
                     f"paper/{name} references {ref!r}: not a file in paper/ and not a generated file "

@@ -27,19 +27,28 @@ def toolchain_available() -> bool:
 SOURCE_DATE_EPOCH = "1590451200"
 
 
-def compile_pdf(main_tex: str | Path, generated_roots: list[str | Path], build_dir: str | Path, out_pdf: str | Path) -> None:
+def compile_pdf(main_tex: str | Path, generated: dict[str, str | Path], build_dir: str | Path, out_pdf: str | Path) -> None:
     """Run latexmk -pdf on ``main_tex`` in ``build_dir`` and copy the PDF to ``out_pdf``.
 
-    TeX finds \\input and \\includegraphics paths in the paper's folder first, then in each
-    of ``generated_roots`` (TEXINPUTS), so the handwritten sources stay in paper/ and the
-    generated files stay where the rules wrote them.
+    ``generated`` maps each name the paper \\inputs or \\includegraphics (``tables/matrix.tex``)
+    to the file of the run that provides it. They are copied under those names into
+    ``build_dir/inputs``, which TeX searches after the paper's own folder (TEXINPUTS), so the
+    handwritten sources stay in paper/ and the run's outputs stay where its rules wrote them.
     """
     if not toolchain_available():
         raise RuntimeError(f"cannot compile the paper: {' or '.join(TOOLCHAIN)} not found; {INSTALL_HINT}")
     main_tex = Path(main_tex).resolve()
     build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    search = [str(main_tex.parent), *(str(Path(r).resolve()) for r in generated_roots)]
+    # A clean build every time: latexmk's state from an earlier (failed) build would otherwise
+    # decide what to rerun, and the staged inputs must be exactly this run's.
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    inputs = build_dir / "inputs"
+    for name, path in sorted(generated.items()):
+        staged = inputs / name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, staged)
+    search = [str(main_tex.parent), str(inputs)]
     env = {**os.environ, "TEXINPUTS": os.pathsep.join(search) + os.pathsep,
            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "FORCE_SOURCE_DATE": "1",
            # Unwrapped log lines, so an error message reaches the exception whole.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xstilts.config import hparams_for, keep_languages, pretrain_hparams
 from xstilts.tasks import (
     BASELINE,
     DATASETS,
@@ -90,8 +91,7 @@ class Plan:
     # ---------------------------------------------------------------- languages and data
     def keep(self, langs: tuple[str, ...] | list[str], target: str | None = None) -> list[str]:
         """Filter an official language list by ``languages`` (or ``targets.languages[target]``)."""
-        allowed = self.exp["targets"].get("languages", {}).get(target, self.exp["languages"])
-        return [lang for lang in langs if allowed == "all" or lang in allowed]
+        return keep_languages(self.exp, langs, target)
 
     def languages(self, dataset: str, split: str) -> list[str]:
         return self.keep(DATASETS[dataset].languages(split), dataset if dataset in TARGET_TASKS else None)
@@ -134,12 +134,12 @@ class Plan:
         sizes = self.exp["data"]["synthetic"]["sizes"]
         default = sizes["default"]
         own = sizes.get(dataset, {})
-        return {split: own.get(split, default.get(split, 0)) for split in self.layout(dataset)}
+        return {split: own.get(split, default[split]) for split in self.layout(dataset)}
 
     def stages(self, training: str) -> tuple[str, ...]:
         """English stages trained before a target training in the same job (XCOPA's recipe)."""
         if training == "xcopa":
-            return XCOPA_RECIPES[self.exp["targets"].get("xcopa_recipe", "siqa_copa")]
+            return XCOPA_RECIPES[self.exp["targets"]["xcopa_recipe"]]
         return ()
 
     def selection_sources(self, training: str) -> list[Source]:
@@ -165,13 +165,11 @@ class Plan:
             "seed": syn["seed"],
             "layout": self.layout(dataset),
             "sizes": self.synthetic_sizes(dataset),
-            "bucc_distractor_ratio": syn.get("bucc_distractor_ratio", 1.0),
-            "code_switch_rate": syn.get("code_switch_rate", 0.3),
+            "bucc_distractor_ratio": syn["bucc_distractor_ratio"],
+            "code_switch_rate": syn["code_switch_rate"],
         }
 
     def pretrain_job(self) -> dict[str, Any]:
-        from xstilts.config import pretrain_hparams
-
         pre = self.exp["model"]["pretrain"]
         return {
             "architecture": {k: v for k, v in pre.items() if k not in ("hparams", "seed", "vocab_size")},
@@ -180,8 +178,6 @@ class Plan:
         }
 
     def intermediate_job(self, itask: str) -> dict[str, Any]:
-        from xstilts.config import hparams_for
-
         names = self.multitask_members() if itask == MULTITASK else [itask]
         multitask = self.exp["intermediate"]["multitask"]
         return {
@@ -190,12 +186,10 @@ class Plan:
             "hparams": hparams_for(self.exp, "intermediate", None if itask == MULTITASK else itask),
             "task_hparams": {n: hparams_for(self.exp, "intermediate", n) for n in names},
             "seed": self.exp["intermediate"]["seed"],
-            "examples_cap": multitask.get("examples_cap") if itask == MULTITASK else None,
+            "examples_cap": multitask["examples_cap"] if itask == MULTITASK else None,
         }
 
     def target_job(self, training: str) -> dict[str, Any]:
-        from xstilts.config import hparams_for
-
         job = {
             "training": training,
             "hparams": hparams_for(self.exp, "target", training),
@@ -216,10 +210,7 @@ class Plan:
     # ---------------------------------------------------------------- reasoning (XTREME-R)
     @property
     def reasoning(self) -> dict[str, Any]:
-        defaults = {"targets": list(REASONING_TARGETS), "bootstrap": {}}
-        settings = {**defaults, **self.exp.get("reasoning", {})}
-        settings["bootstrap"] = {"resamples": 1000, "confidence": 0.95, "seed": 0, **settings["bootstrap"]}
-        return settings
+        return self.exp["reasoning"]
 
     @property
     def reasoning_targets(self) -> list[str]:
@@ -232,17 +223,11 @@ class Plan:
         """Whether every configured reasoning target is in the grid (then `all` builds the analysis)."""
         return bool(self.reasoning_targets) and set(self.reasoning_targets) == set(self.reasoning["targets"])
 
-    def reasoning_folders(self, model: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
-        """encoder -> seed -> reasoning target -> its prediction folder (``<folder>/<task>/test-*``)."""
-        model = model or self.model
-        return {
-            e: {str(s): {t: f"results/target/{model}/{e}/{TARGET_TASKS[t].training}/seed{s}/predictions"
-                         for t in self.reasoning_targets} for s in self.seeds}
-            for e in self.encoders
-        }
-
     def reasoning_job(self) -> dict[str, Any]:
-        """What the significance analysis depends on: runs, languages (XTREME-R lists), bootstrap."""
+        """What the significance analysis depends on: runs, languages (XTREME-R lists), bootstrap.
+
+        The prediction folder of each run is a path, so rules/common.smk adds it (``folders``).
+        """
         from xstilts.languages import XTREME_R_TASK2LANGS
 
         return {
@@ -250,26 +235,25 @@ class Plan:
             "languages": {t: self.keep(XTREME_R_TASK2LANGS[t], t) for t in self.reasoning_targets},
             "encoders": self.encoders,
             "seeds": self.seeds,
-            "folders": self.reasoning_folders(),
             "bootstrap": self.reasoning["bootstrap"],
         }
 
     def retrieval_job(self) -> dict[str, Any]:
         r = self.exp["retrieval"]
         return {
-            "layer": r.get("layer"),
+            "layer": r["layer"],
             "pooling": r["pooling"],
-            "max_length": r.get("max_length", 512),
-            "batch_size": r.get("batch_size", 64),
+            "max_length": r["max_length"],
+            "batch_size": r["batch_size"],
             "languages": {t: self.target_languages(t) for t in self.retrieval_targets},
         }
 
     def bucc_job(self) -> dict[str, Any]:
-        bucc = self.exp["retrieval"].get("bucc", {})
-        return {"languages": self.target_languages("bucc2018"), "k": bucc.get("k", 4), "margin": bucc.get("margin", "ratio")}
+        bucc = self.exp["retrieval"]["bucc"]
+        return {"languages": self.target_languages("bucc2018"), "k": bucc["k"], "margin": bucc["margin"]}
 
     def tatoeba_job(self) -> dict[str, Any]:
-        direction = self.exp["retrieval"].get("tatoeba", {}).get("direction", "xx2en")
+        direction = self.exp["retrieval"]["tatoeba"]["direction"]
         return {"languages": self.target_languages("tatoeba"), "direction": direction}
 
     # ---------------------------------------------------------------- real data and hub models
@@ -289,7 +273,7 @@ class Plan:
         """The pinned files of one download job (a change of URL or pin re-downloads)."""
         from xstilts.sources import download_job
 
-        return download_job(source, self.exp["data"]["download"].get("mirrors", {}))
+        return download_job(source, self.exp["data"]["download"]["mirrors"])
 
     def convert_job(self, dataset: str) -> dict[str, Any]:
         """What a conversion depends on: the layout to write and the pins of its inputs."""
@@ -301,7 +285,7 @@ class Plan:
             "pins": {s: pins(s) for s in self.dataset_sources(dataset)},
         }
         if dataset == "ccg":
-            job["ccgbank"] = self.exp["data"]["download"].get("ccgbank", "resources/manual/ccgbank_1_1")
+            job["ccgbank"] = self.exp["data"]["download"]["ccgbank"]
         return job
 
     def model_job(self) -> dict[str, Any]:
@@ -310,7 +294,6 @@ class Plan:
         return {
             "repo_id": hub["id"],
             "revision": hub["revision"],
-            "record_revision": hub.get("record_revision", False),
-            "files": list(hub.get("files", ["config.json", "model*.safetensors", "tokenizer.json",
-                                            "sentencepiece.bpe.model"])),
+            "record_revision": hub["record_revision"],
+            "files": list(hub["files"]),
         }

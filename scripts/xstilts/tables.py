@@ -1,4 +1,4 @@
-"""Result tables, built only from per-run score files (``results/scores/<model>/<encoder>/seed<N>.json``).
+"""Result tables, built only from per-run score files (``results/<run>/scores/<model>/<encoder>/seed<N>.json``).
 
 * the intermediate x target **matrix**: one row per encoder (baseline, each intermediate task,
   multi-task), one column per target plus their average; each cell is the target's XTREME task
