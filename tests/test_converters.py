@@ -368,11 +368,13 @@ def test_convert_xtreme_targets_and_write_labels(tmp_path):
     assert formats.read_pairs(files["gold"]) == [("de-000001", "en-000001")]
     assert formats.read_id_sentences(files["source"])[0] == ["de-000001", "de-000002"]
 
-    (raw / "tatoeba.deu-eng.deu").write_text("Hallo\nNein\n")
-    (raw / "tatoeba.deu-eng.eng").write_text("Hello\nNo\n")
+    (raw / "tatoeba.deu-eng.deu").write_text("Nein\nHallo\nJa\n")
+    (raw / "tatoeba.deu-eng.eng").write_text("No\nHello\nYes\n")
     cv.convert("tatoeba", raw, {"test": ["de"]}, data)
     pipeline.write_labels("tatoeba", ["de"], data, labels)
-    assert formats.read_lines(labels / "tatoeba" / "test-de.tsv") == ["0", "1"]
+    # XTREME's label file: its English side is sorted (Hello, No, Yes), each line naming the
+    # German line it translates.
+    assert formats.read_lines(labels / "tatoeba" / "test-de.tsv") == ["1", "0", "2"]
 
 
 def test_convert_dataset_job_refuses_a_tampered_download(tmp_path):
