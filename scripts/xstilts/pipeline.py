@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from xstilts import formats
 from xstilts.tasks import (
@@ -539,12 +539,16 @@ def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, An
     return info
 
 
-def manual_data_problems(plan: Any, data_root: str | Path) -> list[str]:
-    """Manual inputs a real run would miss (CCGbank), checked before any job starts."""
+def manual_data_problems(plan: Any, data_root: str | Path, converting: Iterable[str] | None = None) -> list[str]:
+    """Manual inputs a real run would miss (CCGbank), checked before any job starts.
+
+    ``converting``: the datasets the run will convert (by default every dataset of the grid);
+    only those are checked."""
     from xstilts import converters
 
     problems = []
-    if "ccg" in plan.datasets() and not (Path(data_root) / "ccg").is_dir():
+    wanted = set(plan.datasets() if converting is None else converting)
+    if "ccg" in wanted and not (Path(data_root) / "ccg").is_dir():
         path = plan.convert_job("ccg")["ccgbank"]
         try:
             converters.ccgbank_auto_dir(path)
