@@ -58,6 +58,8 @@ rule mine_bucc:
 rule search_tatoeba:
     input:
         embeddings=rules.embed_sentences.output[0],
+        # The English sentences give XTREME's order of the prediction files.
+        data=f"{DATA}/tatoeba",
     output:
         predictions=directory(f"{RETRIEVAL}/predictions/tatoeba"),
         details=f"{RETRIEVAL}/tatoeba.json",

@@ -108,3 +108,34 @@ def test_a_mirror_for_a_file_that_is_not_pinned_is_an_error(raw_config):
     config["data"] = {"download": {"mirrors": {"xnli-test.tsv": "https://mirror.example/xnli"}}}
     with pytest.raises(ConfigError, match=r"data.download.mirrors: 'xnli-test.tsv' is not a pinned file name"):
         resolve(config)
+
+
+def test_multitask_rejects_a_member_run_setting_it_would_ignore(config):
+    # Multi-task trains every intermediate task with one optimizer: a member's own learning rate
+    # cannot be honoured there, so it is an error while the multi-task row is in the grid.
+    config["intermediate"] = {"task_hparams": {"qqp": {"learning_rate": 5.0e-4, "epochs": 1}}}
+    with pytest.raises(ConfigError) as e:
+        resolve(copy.deepcopy(config))
+    message = str(e.value)
+    assert "intermediate.task_hparams.qqp.learning_rate is 0.0005" in message
+    assert "intermediate.hparams.learning_rate (0.002)" in message  # the demo's run-level rate
+    assert "single-task qqp run" in message and "intermediate.multitask.enabled: false" in message
+    for key, value in (("patience", 3), ("mixed_precision", "bf16"), ("warmup_ratio", 0.5)):
+        config["intermediate"] = {"task_hparams": {"mnli": {key: value}}}
+        with pytest.raises(ConfigError, match=rf"intermediate\.task_hparams\.mnli\.{key} is"):
+            resolve(copy.deepcopy(config))
+
+    # Without the multi-task row the single-task run honours it.
+    config["intermediate"] = {"task_hparams": {"qqp": {"learning_rate": 5.0e-4}}, "multitask": {"enabled": False}}
+    assert hparams_for(resolve(copy.deepcopy(config)), "intermediate", "qqp")["learning_rate"] == 5.0e-4
+    # The same value as the run's, and per-task settings the multi-task run does honour, are fine.
+    config["intermediate"] = {"task_hparams": {"qqp": {"learning_rate": 2.0e-3, "epochs": 1, "batch_size": 8,
+                                                       "grad_accum": 2, "max_seq_length": 64}}}
+    assert hparams_for(resolve(copy.deepcopy(config)), "intermediate", "qqp")["batch_size"] == 8
+
+
+def test_both_presets_resolve_with_their_multitask_rows(config):
+    for preset in ("demo", "paper"):
+        config["preset"] = preset
+        exp = resolve(copy.deepcopy(config))
+        assert exp["intermediate"]["multitask"]["enabled"] is True

@@ -368,11 +368,13 @@ def test_convert_xtreme_targets_and_write_labels(tmp_path):
     assert formats.read_pairs(files["gold"]) == [("de-000001", "en-000001")]
     assert formats.read_id_sentences(files["source"])[0] == ["de-000001", "de-000002"]
 
-    (raw / "tatoeba.deu-eng.deu").write_text("Hallo\nNein\n")
-    (raw / "tatoeba.deu-eng.eng").write_text("Hello\nNo\n")
+    (raw / "tatoeba.deu-eng.deu").write_text("Nein\nHallo\nJa\n")
+    (raw / "tatoeba.deu-eng.eng").write_text("No\nHello\nYes\n")
     cv.convert("tatoeba", raw, {"test": ["de"]}, data)
     pipeline.write_labels("tatoeba", ["de"], data, labels)
-    assert formats.read_lines(labels / "tatoeba" / "test-de.tsv") == ["0", "1"]
+    # XTREME's label file: its English side is sorted (Hello, No, Yes), each line naming the
+    # German line it translates.
+    assert formats.read_lines(labels / "tatoeba" / "test-de.tsv") == ["1", "0", "2"]
 
 
 def test_convert_dataset_job_refuses_a_tampered_download(tmp_path):
@@ -386,3 +388,25 @@ def test_convert_dataset_job_refuses_a_tampered_download(tmp_path):
     archive.write_bytes(archive.read_bytes() + b"tampered")
     with pytest.raises(Exception, match=r"does not match the pin"):
         pipeline.convert_dataset(job, [str(raw)], tmp_path / "data2")
+
+
+def test_udpos_reads_treebanks_split_over_several_files(tmp_path):
+    # UD v2.5 ships de_hdt's training data as four files; XTREME reads them all, in file-name
+    # order, after the other German treebanks' (here in shuffled archive order).
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    raw.mkdir()
+    hdt = "ud-treebanks-v2.5/UD_German-HDT/de_hdt-ud-"
+    ud = {f"{hdt}train-b-1.conllu": conllu([row("1", "drei", "NUM", "0")]),
+          f"{hdt}train-a-2.conllu": conllu([row("1", "zwei", "NUM", "0")], [row("1", "zwei2", "NUM", "0")]),
+          f"{hdt}test.conllu": conllu([row("1", "Test", "NOUN", "0")]),
+          f"{hdt}train-b-2.conllu": conllu([row("1", "vier", "NUM", "0")]),
+          "ud-treebanks-v2.5/UD_German-GSD/de_gsd-ud-train.conllu": conllu([row("1", "null", "NUM", "0")]),
+          f"{hdt}train-a-1.conllu": conllu([row("1", "eins", "NUM", "0")]),
+          f"{hdt}dev.conllu": conllu([row("1", "Dev", "NOUN", "0")]),
+          "ud-treebanks-v2.5/UD_German-HDT/LICENSE.txt": "ignored"}
+    (raw / "ud-treebanks-v2.5.tgz").write_bytes(tar_bytes(ud))
+    counts = cv.convert("udpos", raw, {"train": ["de"], "test": ["de"]}, data)
+    assert counts == {"de/train": 6, "de/test": 1}
+    train = formats.read_dataset(data, "udpos", "de", "train")
+    assert [r["tokens"] for r in train] == [["null"], ["eins"], ["zwei"], ["zwei2"], ["drei"], ["vier"]]
+    assert [r["tokens"] for r in formats.read_dataset(data, "udpos", "de", "test")] == [["Test"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 import tomllib
 
 import yaml
@@ -39,11 +40,98 @@ def test_env_files_agree_with_pyproject():
         assert not missing, f"{env.name} lacks {sorted(missing)}"
 
 
+RULE_HEADER = re.compile(r"^( *)(?:rule|checkpoint) (\w+):", re.M)
+ACTIONS = ("script", "shell", "run", "notebook", "wrapper")
+
+
+def rule_directives(text: str) -> dict[str, dict[str, str]]:
+    """rule name -> {directive: its value} for every rule of a Snakemake file (the value is the
+    rest of the directive's line, or its next line)."""
+    rules = {}
+    lines = text.splitlines()
+    for header in RULE_HEADER.finditer(text):
+        indent, name = len(header.group(1)), header.group(2)
+        start = text.count("\n", 0, header.start()) + 1
+        directives: dict[str, str] = {}
+        for n in range(start, len(lines)):
+            line = lines[n]
+            if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                break  # the rule block ends at the first line indented no deeper than its header
+            m = re.fullmatch(r" +(\w+):(.*)", line)
+            if m and len(line) - len(line.lstrip()) == indent + 4:
+                value = m.group(2).strip() or next((x.strip() for x in lines[n + 1:] if x.strip()), "")
+                directives[m.group(1)] = value
+        rules[name] = directives
+    return rules
+
+
+def conda_problems(texts: dict[str, str], rules_dir=ROOT / "rules") -> tuple[list[str], int]:
+    """Rules that run something but name no existing conda env file; also the number of such
+    rules checked. ``texts``: file name -> Snakemake source."""
+    constants = dict(re.findall(r'^(\w+) = "([^"]+)"$', "\n".join(texts.values()), re.M))
+    problems, checked = [], 0
+    for file, text in texts.items():
+        for name, directives in rule_directives(text).items():
+            if not any(a in directives for a in ACTIONS):
+                continue  # a target-only rule (e.g. `paper`) runs nothing, in no env
+            checked += 1
+            value = directives.get("conda")
+            if value is None:
+                problems.append(f"{file}: rule {name} has no conda: directive")
+                continue
+            path = constants.get(value, value.strip('"'))
+            if not (rules_dir / path).resolve().is_file():
+                problems.append(f"{file}: rule {name} uses conda env {path}, which does not exist")
+    return problems, checked
+
+
 def test_every_rule_uses_an_existing_env():
-    for smk in (ROOT / "rules").glob("*.smk"):
-        for match in re.findall(r'CONDA_ENV = "\.\./(envs/[^"]+)"', smk.read_text()):
-            assert (ROOT / match).exists()
-    assert (ROOT / "envs" / "xstilts.yaml").exists()
+    texts = {smk.name: smk.read_text() for smk in sorted((ROOT / "rules").glob("*.smk"))}
+    texts["Snakefile"] = (ROOT / "Snakefile").read_text()
+    problems, checked = conda_problems(texts)
+    assert problems == []
+    # Every rule with an action was found: one `script:` line each (the rules run no shell or run).
+    actions = sum(len(re.findall(r"^ +script:$", t, re.M)) for t in texts.values())
+    assert checked == actions and checked >= 20
+    # compile_paper runs in the TeX env, every other rule in the Python one.
+    paper = rule_directives(texts["paper.smk"])
+    assert paper["compile_paper"]["conda"] == '"../envs/paper.yaml"'
+    assert paper["make_paper_inputs"]["conda"] == "CONDA_ENV"
+
+
+def test_the_conda_check_catches_a_rule_without_env():
+    rules = textwrap.dedent("""\
+        CONDA_ENV = "../envs/xstilts.yaml"
+
+        rule good:
+            output:
+                "a",
+            conda:
+                CONDA_ENV
+            script:
+                "../scripts/a.py"
+
+        if True:
+
+            rule missing:
+                output:
+                    "b",
+                script:
+                    "../scripts/b.py"
+
+        rule wrong:
+            output: "c"
+            conda: "../envs/nowhere.yaml"
+            shell: "touch {output}"
+
+        rule target_only:
+            input:
+                "a",
+        """)
+    problems, checked = conda_problems({"x.smk": rules})
+    assert checked == 3
+    assert problems == ["x.smk: rule missing has no conda: directive",
+                        "x.smk: rule wrong uses conda env ../envs/nowhere.yaml, which does not exist"]
 
 
 def test_lock_file_agrees_with_pyproject():

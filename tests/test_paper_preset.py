@@ -127,6 +127,37 @@ def test_a_real_run_without_ccgbank_stops_before_any_job(tmp_path):
     assert not (tmp_path / "logs").exists() and not (tmp_path / "resources").exists()
 
 
+def convert_outputs(output: str) -> dict[str, str]:
+    """dataset -> output folder of each convert_dataset job listed in a dry run's output."""
+    outputs = {}
+    for block in output.split("rule convert_dataset:\n")[1:]:
+        lines = block.splitlines()
+        fields = dict(line.strip().split(": ", 1) for line in lines[:next(
+            (n for n, line in enumerate(lines) if not line.startswith("    ")), len(lines))])
+        outputs[fields["wildcards"].removeprefix("dataset=")] = fields["output"]
+    return outputs
+
+
+def test_only_a_run_that_converts_ccg_demands_ccgbank(tmp_path):
+    folders = convert_outputs(snakemake("-n", "--directory", str(tmp_path), "--config", "preset=paper").stdout)
+    assert {"tatoeba", "ccg"} <= set(folders)
+    # --touch makes a real run (onstart runs, unlike -n) whose jobs only touch their outputs:
+    # nothing is downloaded.
+    tatoeba, ccg = tmp_path / "tatoeba", tmp_path / "ccg"
+    proc = snakemake("--cores", "1", "--touch", "--directory", str(tatoeba), "--config", "preset=paper",
+                     "--", folders["tatoeba"], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "CCGbank" not in out and "2 of 2 steps (100%) done" in out  # download_source, convert_dataset
+    assert not (tatoeba / "resources").exists()
+    proc = snakemake("--cores", "1", "--touch", "--directory", str(ccg), "--config", "preset=paper",
+                     "--", folders["ccg"], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "CCGbank not found at 'resources/manual/ccgbank_1_1'" in out and "Finished jobid" not in out
+    assert not (ccg / "logs").exists() and not (ccg / "resources").exists()
+
+
 def test_dropping_ccg_removes_its_jobs(tmp_path):
     tasks = '", "'.join(t for t in INTERMEDIATE if t != "ccg")
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "preset=paper",

@@ -38,12 +38,25 @@ def test_all_languages(raw_config):
     assert len(plan.languages("udpos", "dev")) == 29  # kk, th, tl, yo are test-only
 
 
-def test_layout_and_sizes(demo_exp):
+def test_layout_and_sizes(raw_config, demo_exp):
     plan = Plan(demo_exp)
     assert plan.layout("mnli") == {"train": ["en"], "dev": ["en"]}
     assert plan.layout("tydiqa")["train"] == ["en"]
-    assert plan.synthetic_sizes("mnli") == demo_exp["data"]["synthetic"]["sizes"]["mnli"] | {}
-    assert set(plan.datasets()) == set(DATASETS)
+    # config.yaml's demo sizes: mnli's own, xnli's from `default` (no train split: English-only training).
+    assert plan.synthetic_sizes("mnli") == {"train": 1500, "dev": 150}
+    assert plan.synthetic_sizes("xnli") == {"dev": 120, "test": 100}
+    assert plan.synthetic_sizes("tatoeba") == {"test": 150}
+    config = copy.deepcopy(raw_config)
+    config["data"] = {"synthetic": {"sizes": {"default": {"train": 7, "dev": 5, "test": 3}, "qqp": {"train": 11}}}}
+    sizes = Plan(resolve(config)).synthetic_sizes  # merged over the demo's sizes
+    assert sizes("qqp") == {"train": 11, "dev": 5} and sizes("udpos") == {"train": 7, "dev": 5, "test": 3}
+    assert sizes("mnli") == {"train": 1500, "dev": 150}
+    # Every dataset of the demo grid: the paper's, XCOPA's recipe and the MLM corpus, in registry order.
+    assert plan.datasets() == ["anli_r1", "anli_r2", "anli_r3", "snli", "mnli", "qqp", "squad_v1", "squad_v2",
+                               "hellaswag", "cosmosqa", "commonsenseqa", "ccg", "siqa", "copa", "xnli", "pawsx",
+                               "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba", "xcopa",
+                               "mlm_corpus"]
+    assert list(DATASETS) == plan.datasets()  # the demo reads every registered dataset
 
 
 def test_selection_sources(raw_config):
@@ -62,7 +75,20 @@ def test_job_settings_only_hold_what_the_job_uses(demo_exp):
     plan = Plan(demo_exp)
     job = plan.target_job("squad")
     assert set(job) == {"training", "hparams", "dev_sources", "predict"}
-    assert job["predict"] == {"xquad": plan.target_languages("xquad"), "mlqa": plan.target_languages("mlqa")}
-    multitask = plan.intermediate_job("multitask")
-    assert multitask["tasks"] == plan.intermediate_tasks
-    assert set(multitask["task_hparams"]) == set(plan.intermediate_tasks)
+    # XTREME's lists, filtered by the demo's languages.
+    assert job["predict"] == {"xquad": ["en", "es", "de", "ru", "ar", "zh"], "mlqa": ["en", "es", "de", "ar", "zh"]}
+
+
+def test_multitask_job(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["intermediate"] = {"task_hparams": {"squad_v1": {"max_seq_length": 384, "batch_size": 8}}}
+    multitask = Plan(resolve(config)).intermediate_job("multitask")
+    nine = ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa"]
+    assert multitask["tasks"] == nine and list(multitask["task_hparams"]) == nine
+    # The run's settings are the demo's intermediate hparams; each member keeps its own overrides.
+    assert {k: multitask["hparams"][k] for k in ("learning_rate", "epochs", "batch_size", "max_seq_length")} == \
+        {"learning_rate": 2.0e-3, "epochs": 2, "batch_size": 32, "max_seq_length": 128}
+    squad, mnli = multitask["task_hparams"]["squad_v1"], multitask["task_hparams"]["mnli"]
+    assert (squad["max_seq_length"], squad["batch_size"], squad["learning_rate"]) == (384, 8, 2.0e-3)
+    assert (mnli["max_seq_length"], mnli["batch_size"]) == (128, 32)
+    assert multitask["examples_cap"] is None and multitask["seed"] == 0

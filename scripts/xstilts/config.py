@@ -234,6 +234,7 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
             raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
     if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
         raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
+    _check_multitask_hparams(exp)
     _check_target_languages(exp, name)
 
 
@@ -248,6 +249,32 @@ def keep_languages(exp: dict[str, Any], langs: tuple[str, ...] | list[str], targ
     """Filter an official language list by the config's language filter (see ``language_filter``)."""
     allowed = language_filter(exp, target)
     return [lang for lang in langs if allowed == "all" or lang in allowed]
+
+
+# Multi-task training steps one optimizer over every task (training.train): these settings come
+# from intermediate.hparams alone; a task's own hparams give only its batch size, sequence length,
+# epochs and data settings.
+MULTITASK_RUN_HPARAMS = ("learning_rate", "max_steps", "warmup_ratio", "weight_decay", "adam_epsilon",
+                         "max_grad_norm", "eval_every_steps", "patience", "eval_max_examples", "mixed_precision")
+
+
+def _check_multitask_hparams(exp: dict[str, Any]) -> None:
+    """A member's run-level override would be silently ignored by the multi-task run: reject it."""
+    intermediate = exp["intermediate"]
+    if not intermediate["multitask"]["enabled"]:
+        return
+    run = hparams_for(exp, "intermediate")
+    for task in intermediate["tasks"]:
+        own = intermediate["task_hparams"].get(task, {})  # a map of partial overrides
+        for key in MULTITASK_RUN_HPARAMS:
+            if key in own and own[key] != run[key]:
+                raise ConfigError(
+                    f"config: intermediate.task_hparams.{task}.{key} is {own[key]!r}, but the multi-task run trains "
+                    f"all intermediate tasks with one optimizer and uses intermediate.hparams.{key} ({run[key]!r}) "
+                    f"for every task; only the single-task {task} run would honour it. Remove it (or set the same "
+                    "value), set it in intermediate.hparams for every run, or set intermediate.multitask.enabled: "
+                    "false. Per task, the multi-task run honours batch_size, grad_accum, max_seq_length and epochs."
+                )
 
 
 def _check_target_languages(exp: dict[str, Any], name: str) -> None:

@@ -15,7 +15,8 @@ XTREME semantics kept where they matter (reference/xtreme_eval.md section 3):
 * UD-POS: CoNLL-U -> fused surface forms (``zum``) tagged with the POS of the span's head
   (fewest ancestors, ties by a POS precedence list, as XTREME's ud-conversion-tools); sentences
   whose forms are all, or all but one, ``_`` are dropped; ZWNJ and spaces inside words removed;
-  all treebanks of a language concatenated per split in file-name order.
+  all treebanks of a language concatenated per split in file-name order (a split shipped in
+  several files, as de_hdt's training data, included).
 * PAN-X: the ``lang:`` prefix of every token is stripped.
 * TyDiQA-GoldP: languages from the question-id prefix (``english-...``); XTREME's test set is
   the official dev set; our English dev is held out from English train (``tydiqa_holdout``).
@@ -599,7 +600,9 @@ def _pawsx(raw: Raw, layout: Layout) -> Payloads:
     return out
 
 
-_UD_FILE = re.compile(r"(?:^|/)([a-z]{2,3})_[a-z0-9]+-ud-(train|dev|test)\.conllu$")
+# A treebank's split may come in several files (UD v2.5 de_hdt-ud-train-a-1.conllu, -a-2, -b-1,
+# -b-2); XTREME reads every file whose name contains the split, in file-name order.
+_UD_FILE = re.compile(r"(?:^|/)([a-z]{2,3})_[a-z0-9]+-ud-(train|dev|test)(?:-[a-z0-9]+)*\.conllu$")
 
 
 def _udpos(raw: Raw, layout: Layout) -> Payloads:

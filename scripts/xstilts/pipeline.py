@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from xstilts import formats
 from xstilts.tasks import (
@@ -128,8 +128,12 @@ def write_labels(target: str, languages: list[str], data_root: str | Path, label
         elif target == "bucc2018":
             formats.write_xtreme_classification(path, [f"{s}\t{t}" for s, t in formats.read_pairs(files["gold"])])
         elif target == "tatoeba":
-            # Canonical Tatoeba files are line-aligned: the gold of query i is line i.
-            formats.write_xtreme_classification(path, [str(i) for i in range(len(formats.read_lines(files["source"])))])
+            # XTREME's label file: its English side is sorted, so line k names the LASER line of
+            # the k-th sorted English sentence (canonical files are LASER's, line-aligned).
+            from xstilts.retrieval import xtreme_tatoeba_order
+
+            order = xtreme_tatoeba_order(formats.read_lines(files["target"]))
+            formats.write_xtreme_classification(path, [str(int(i)) for i in order])
         written.append(path)
     return written
 
@@ -392,9 +396,10 @@ def mine_bucc(job: dict[str, Any], data_root: str | Path, embedding_dir: str | P
     return details
 
 
-def search_tatoeba(job: dict[str, Any], embedding_dir: str | Path, prediction_dir: str | Path,
+def search_tatoeba(job: dict[str, Any], data_root: str | Path, embedding_dir: str | Path, prediction_dir: str | Path,
                    details_path: str | Path) -> dict[str, Any]:
-    """Tatoeba: top-1 cosine retrieval; predictions ``<prediction_dir>/tatoeba/test-<lang>.tsv``."""
+    """Tatoeba: top-1 cosine retrieval; predictions ``<prediction_dir>/tatoeba/test-<lang>.tsv``
+    in XTREME's order (English side sorted), the order of the label files."""
     import numpy as np
 
     from xstilts import retrieval
@@ -404,8 +409,11 @@ def search_tatoeba(job: dict[str, Any], embedding_dir: str | Path, prediction_di
         src = np.load(Path(embedding_dir) / "tatoeba" / lang / "test.source.npy")
         trg = np.load(Path(embedding_dir) / "tatoeba" / lang / "test.target.npy")
         predictions = retrieval.tatoeba_predict(src, trg, direction=job["direction"])
+        english = formats.read_lines(formats.data_files(data_root, "tatoeba", lang, "test")["target"])
+        # Line-aligned rows, so row i's answer is its prediction; XTREME's line k is row order[k].
+        order = retrieval.xtreme_tatoeba_order(english)
         formats.write_xtreme_classification(formats.xtreme_file(prediction_dir, "tatoeba", lang, "tsv"),
-                                            [str(int(p)) for p in predictions])
+                                            [str(int(p)) for p in predictions[order]])
         details["languages"][lang] = {"accuracy": retrieval.tatoeba_accuracy(predictions), "queries": len(predictions)}
     write_json(details_path, details)
     return details
@@ -531,12 +539,16 @@ def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, An
     return info
 
 
-def manual_data_problems(plan: Any, data_root: str | Path) -> list[str]:
-    """Manual inputs a real run would miss (CCGbank), checked before any job starts."""
+def manual_data_problems(plan: Any, data_root: str | Path, converting: Iterable[str] | None = None) -> list[str]:
+    """Manual inputs a real run would miss (CCGbank), checked before any job starts.
+
+    ``converting``: the datasets the run will convert (by default every dataset of the grid);
+    only those are checked."""
     from xstilts import converters
 
     problems = []
-    if "ccg" in plan.datasets() and not (Path(data_root) / "ccg").is_dir():
+    wanted = set(plan.datasets() if converting is None else converting)
+    if "ccg" in wanted and not (Path(data_root) / "ccg").is_dir():
         path = plan.convert_job("ccg")["ccgbank"]
         try:
             converters.ccgbank_auto_dir(path)

@@ -48,10 +48,20 @@ Threshold (:func:`optimize_threshold`, :func:`extract`)
     The reported precision/recall/F1 are those of ``extract`` at the chosen threshold.
     :func:`extract` keeps candidates with ``score >= threshold``.
 
-Tatoeba (:func:`tatoeba_predict`)
+Tatoeba (:func:`tatoeba_predict`, :func:`tatoeba_answers`, :func:`xtreme_tatoeba_order`)
     Top-1 cosine retrieval. ``xx2en`` (the paper's, via jiant; default): non-English queries
     against the English database. ``en2xx`` (the official XTREME scripts): English queries
     against the non-English database. Equal scores go to the lower index.
+
+    Prediction and label files follow XTREME's layout, whatever the direction. XTREME's
+    preprocessing (``utils_preprocess.tatoeba_preprocess``) keeps LASER's non-English file and
+    writes the English one stripped and stably sorted by text; line k of a label file is the
+    non-English line that English line k translates, so for LASER's line-aligned files it is
+    the LASER line of the k-th sorted English sentence. Line k of a prediction file is the
+    non-English line the retrieval matched for English line k: ``en2xx``, the one English
+    sentence k retrieves (XTREME's own prediction); ``xx2en``, the translation of sentence k
+    retrieves an English sentence, named by the non-English line that sentence translates.
+    Either way line k is correct exactly when it equals label line k.
 """
 
 from __future__ import annotations
@@ -523,16 +533,17 @@ def tatoeba_predict(
     direction: str = "xx2en",
     backend: Backend | str = "auto",
 ) -> np.ndarray:
-    """Top-1 cosine retrieval between line-aligned non-English (``src_emb``) and English
-    (``trg_emb``) embeddings. ``xx2en``: for each non-English row, the index of the nearest
-    English row; ``en2xx``: for each English row, the index of the nearest non-English row.
-    Returns an int64 array; row i is correct when it equals i."""
+    """Top-1 cosine retrieval between non-English (``src_emb``) and English (``trg_emb``)
+    embeddings, one row per sentence of a Tatoeba pair. ``xx2en``: for each non-English row,
+    the index of the nearest English row; ``en2xx``: for each English row, the index of the
+    nearest non-English row. Returns an int64 array; when the sides are line-aligned, row i is
+    correct when it equals i (:func:`tatoeba_answers` covers other layouts)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
     x = normalize(src_emb, "non-English embeddings")
     y = normalize(trg_emb, "English embeddings")
     if len(x) != len(y):
-        raise ValueError(f"{len(x)} non-English rows but {len(y)} English rows; Tatoeba sides are line-aligned")
+        raise ValueError(f"{len(x)} non-English rows but {len(y)} English rows; a Tatoeba pair has as many of each")
     if len(x) == 0:
         raise ValueError("no sentences")
     if x.shape[1] != y.shape[1]:
@@ -542,12 +553,52 @@ def tatoeba_predict(
     return indices[:, 0]
 
 
-def tatoeba_accuracy(predictions: np.ndarray | Sequence[int]) -> float:
-    """Percentage of rows i whose prediction is i."""
-    pred = np.asarray(predictions)
+def _check_gold(gold: np.ndarray | Sequence[int] | None, n: int) -> np.ndarray:
+    if gold is None:
+        return np.arange(n)
+    g = np.asarray(gold)
+    if g.ndim != 1 or len(g) != n:
+        raise ValueError(f"the gold labels hold {len(g)} lines but there are {n} English sentences")
+    if not np.issubdtype(g.dtype, np.integer) or not np.array_equal(np.sort(g), np.arange(n)):
+        raise ValueError(f"the gold labels must name each of the {n} non-English lines (0..{n - 1}) exactly once")
+    return g.astype(np.int64)
+
+
+def tatoeba_answers(
+    predictions: np.ndarray | Sequence[int], direction: str = "xx2en", gold: np.ndarray | Sequence[int] | None = None
+) -> np.ndarray:
+    """Predictions of :func:`tatoeba_predict` in the layout of XTREME's prediction files.
+
+    ``gold[k]`` is the non-English row that English row k translates (``None``: row k, the
+    line-aligned case). Entry k of the result is the non-English row matched for English row k
+    (module docstring): ``en2xx`` predictions as they are; ``xx2en``, the English row retrieved
+    by row ``gold[k]``, named by the non-English row it translates. Entry k is correct exactly
+    when it equals ``gold[k]``.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
+    pred = np.asarray(predictions, dtype=np.int64)
+    g = _check_gold(gold, len(pred))
+    return pred if direction == "en2xx" else g[pred[g]]
+
+
+def xtreme_tatoeba_order(english: Sequence[str]) -> np.ndarray:
+    """XTREME's order of the English side of a line-aligned (LASER) Tatoeba pair.
+
+    Entry k is the LASER line that becomes line k of XTREME's ``<lang>-en.en``: lines stripped,
+    then stably sorted by text (Python's code-point order, equal texts keeping their order).
+    As the non-English file keeps its order, entry k is also line k of XTREME's label file.
+    """
+    keys = [line.strip() for line in english]
+    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+def tatoeba_accuracy(answers: np.ndarray | Sequence[int], gold: np.ndarray | Sequence[int] | None = None) -> float:
+    """Percentage of entries k of :func:`tatoeba_answers` equal to ``gold[k]`` (``None``: k)."""
+    pred = np.asarray(answers)
     if pred.ndim != 1 or len(pred) == 0:
         raise ValueError("predictions must be a non-empty 1-D sequence of indices")
-    return float(100 * np.mean(pred == np.arange(len(pred))))
+    return float(100 * np.mean(pred == _check_gold(gold, len(pred))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,6 +630,26 @@ def load_embeddings(path: str | os.PathLike, rows: int | None = None, text_path:
         if not finite.all():
             raise FormatError(f"{path}: row {lo + int(np.argmin(finite))} holds a NaN or infinite value")
     return emb
+
+
+def read_tatoeba_gold(path: str | os.PathLike, rows: int) -> np.ndarray:
+    """Read an XTREME Tatoeba label file (line k: the non-English line that English line k
+    translates) for ``rows`` sentences a side. Raises ``FormatError``."""
+    from xstilts.formats import FormatError, read_lines
+
+    lines = read_lines(path)
+    if len(lines) != rows:
+        raise FormatError(f"{path}: {len(lines)} gold labels but the embeddings have {rows} rows")
+    gold = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip().isascii() or not line.strip().isdigit():
+            # XTREME's retrieval script prints numpy arrays, "[3]": such files need reformatting.
+            raise FormatError(f"{path}:{lineno}: expected a line index such as '3', got {line[:40]!r}")
+        gold.append(int(line))
+    try:
+        return _check_gold(gold, rows)
+    except ValueError as e:
+        raise FormatError(f"{path}: {e}") from None
 
 
 def write_json(path: str | os.PathLike, result: dict[str, Any], list_key: str) -> None:

@@ -10,7 +10,8 @@ Modes:
 
 Output JSON: ``{"threshold", "precision", "recall", "f1", "pairs": [[src_id, trg_id, score],
 ...]}``, pairs by descending score; the three metrics (x100) only when ``--gold`` is given.
-Semantics: :mod:`xstilts.retrieval`.
+Semantics: :mod:`xstilts.retrieval`. Files that repeat a line are accepted, as the official
+scoring accepts them, with a warning naming the repeated ids.
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ def fail(command: str, error: Exception) -> int:
     return 1
 
 
+def warn_repeated_ids(path: str, ids: list[str], shown: int = 5) -> None:
+    """Warn, naming them, about ids on more than one line of ``path``.
+
+    The official scoring accepts such files (BUCC releases repeat some lines): ids are found
+    through the sentence text, so a text on several lines has no id and its candidates are
+    dropped, like a text under several ids; an id on lines of different texts names them all.
+    """
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        more = f" and {len(repeated) - shown} more" if len(repeated) > shown else ""
+        log.warning(
+            "%s: ids on more than one line: %s%s; as in the official scoring, a sentence text on several "
+            "lines has no id and its candidates are dropped",
+            path, ", ".join(repeated[:shown]), more,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Mine, tune or apply the threshold and write ``--output``; 1 on a user error, else 0."""
     setup_logging()
@@ -75,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
         src_ids, src_sents = read_id_sentences(args.src)
         trg_ids, trg_sents = read_id_sentences(args.trg)
         for path, ids in ((args.src, src_ids), (args.trg, trg_ids)):
-            dup = [i for i, n in Counter(ids).items() if n > 1]
-            if dup:
-                raise FormatError(f"{path}: id {dup[0]!r} occurs on more than one line")
+            warn_repeated_ids(path, ids)
         src_emb = retrieval.load_embeddings(args.src_emb, len(src_ids), args.src)
         trg_emb = retrieval.load_embeddings(args.trg_emb, len(trg_ids), args.trg)
         if src_emb.shape[1] != trg_emb.shape[1]:
