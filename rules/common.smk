@@ -58,11 +58,16 @@ def intermediate_data(wildcards):
 
 
 def target_data(wildcards):
-    """Dataset folders a target job trains, selects and predicts on."""
+    """Dataset folders a target job trains and selects on."""
     job = PLAN.target_job(wildcards.training)
     task = TARGET_TRAININGS[wildcards.training]
     stages = [d for stage in job.get("stages", []) for d, _, _ in stage["train"] + stage["dev"]]
-    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + list(job["predict"]) + stages)
+    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + stages)
+
+
+def prediction_data(wildcards):
+    """Dataset folders a prediction job reads test data from (every target the training serves)."""
+    return data_dirs(PLAN.predict_job(wildcards.training)["predict"])
 
 
 def run_folders(wildcards):
@@ -153,7 +158,8 @@ def all_benchmarks():
         files += [f"benchmarks/{r}/{MODEL}.tsv" for r in ("train_tokenizer", "pretrain_mlm")]
     files += [f"benchmarks/finetune_intermediate/{MODEL}/{i}.tsv" for i in PLAN.itasks]
     files += [
-        f"benchmarks/finetune_target/{MODEL}/{e}/{t}/seed{s}.tsv"
+        f"benchmarks/{rule}/{MODEL}/{e}/{t}/seed{s}.tsv"
+        for rule in ("finetune_target", "predict_target")
         for e in PLAN.encoders
         for t in PLAN.trainings
         for s in PLAN.seeds

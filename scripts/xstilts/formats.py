@@ -47,17 +47,22 @@ class FormatError(ValueError):
 # Paths
 
 
+#: Canonical files of one split, by format: role -> file name (``{split}`` filled in).
+_FILES: dict[str, dict[str, str]] = {
+    PAIR: {"records": "{split}.jsonl"},
+    CHOICE: {"records": "{split}.jsonl"},
+    SPAN: {"records": "{split}.jsonl"},
+    TAGGING: {"records": "{split}.jsonl"},
+    TEXT: {"text": "{split}.txt"},
+    BITEXT: {role: f"{{split}}.{role}.tsv" for role in ("source", "target", "gold")},
+    PARALLEL: {role: f"{{split}}.{role}.txt" for role in ("source", "target")},
+}
+
+
 def data_files(data_root: str | os.PathLike, dataset: str, lang: str, split: str) -> dict[str, str]:
     """Paths of the canonical files of one dataset/language/split, keyed by role."""
-    fmt = DATASETS[dataset].format
     base = Path(data_root) / dataset / lang
-    if fmt == TEXT:
-        return {"text": str(base / f"{split}.txt")}
-    if fmt == BITEXT:
-        return {role: str(base / f"{split}.{role}.tsv") for role in ("source", "target", "gold")}
-    if fmt == PARALLEL:
-        return {role: str(base / f"{split}.{role}.txt") for role in ("source", "target")}
-    return {"records": str(base / f"{split}.jsonl")}
+    return {role: str(base / name.format(split=split)) for role, name in _FILES[DATASETS[dataset].format].items()}
 
 
 def data_file(data_root: str | os.PathLike, dataset: str, lang: str, split: str) -> str:

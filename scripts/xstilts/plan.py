@@ -18,7 +18,7 @@ from xstilts.tasks import (
     STAGE_TASKS,
     TARGET_TASKS,
     TARGET_TRAININGS,
-    XCOPA_RECIPES,
+    TRAINING_RECIPES,
     XTREME_TARGETS,
     Source,
     served_targets,
@@ -116,13 +116,13 @@ class Plan:
             for task in (*(STAGE_TASKS[n] for n in self.stages(name)), TARGET_TRAININGS[name]):
                 needed.update(s.dataset for s in task.train + task.dev)
         if self.exp["model"]["source"] == "pretrain":
-            needed.add("mlm_corpus")
+            needed.update(d for d, ds in DATASETS.items() if ds.corpus)
         return [d for d in DATASETS if d in needed]
 
     def layout(self, dataset: str) -> dict[str, list[str]]:
         """split -> languages of one dataset as the grid needs it (all registry splits)."""
-        if dataset == "mlm_corpus":
-            return {"train": self.corpus_languages()}
+        if DATASETS[dataset].corpus:
+            return {split: self.corpus_languages() for split in DATASETS[dataset].splits}
         out = {}
         for split in ("train", "dev", "test"):
             langs = self.languages(dataset, split)
@@ -138,9 +138,10 @@ class Plan:
 
     def stages(self, training: str) -> tuple[str, ...]:
         """English stages trained before a target training in the same job (XCOPA's recipe)."""
-        if training == "xcopa":
-            return XCOPA_RECIPES[self.exp["targets"].get("xcopa_recipe", "siqa_copa")]
-        return ()
+        recipes = TRAINING_RECIPES.get(training)
+        if not recipes:
+            return ()
+        return recipes[self.exp["targets"].get(f"{training}_recipe", next(iter(recipes)))]
 
     def selection_sources(self, training: str) -> list[Source]:
         """Dev data for checkpoint selection of a target training (config targets.selection)."""
@@ -200,7 +201,6 @@ class Plan:
             "training": training,
             "hparams": hparams_for(self.exp, "target", training),
             "dev_sources": [[s.dataset, s.split, s.lang] for s in self.selection_sources(training)],
-            "predict": {t: self.target_languages(t) for t in self.served(training)},
         }
         stages = self.stages(training)
         if stages:
@@ -212,6 +212,35 @@ class Plan:
                 for name in stages
             ]
         return job
+
+    @property
+    def prediction(self) -> dict[str, Any]:
+        """Test-time decoding settings (``targets.prediction``, schema defaults filled in)."""
+        return {**_prediction_defaults(), **self.exp["targets"].get("prediction", {})}
+
+    @property
+    def keep_models(self) -> bool:
+        """Whether fine-tuned target models are kept after prediction (``targets.keep_models``)."""
+        return bool(self.exp["targets"].get("keep_models", _targets_schema()["keep_models"]["default"]))
+
+    def predict_job(self, training: str) -> dict[str, Any]:
+        """What prediction with one fine-tuned target model depends on.
+
+        The encoding settings the model was trained with (its effective hparams), the test-time
+        decoding settings its format reads (``targets.prediction``; span QA's) and the languages
+        of every target it serves; none of these but the hparams is a param of training, so a
+        new language or decoding setting re-runs prediction only.
+        """
+        from xstilts.config import hparams_for
+        from xstilts.task_formats import task_format
+
+        reads = task_format(TARGET_TRAININGS[training].format).decoding
+        return {
+            "training": training,
+            "hparams": hparams_for(self.exp, "target", training),
+            "prediction": {k: v for k, v in self.prediction.items() if k in reads},
+            "predict": {t: self.target_languages(t) for t in self.served(training)},
+        }
 
     # ---------------------------------------------------------------- reasoning (XTREME-R)
     @property
@@ -300,8 +329,9 @@ class Plan:
             "layout": self.layout(dataset),
             "pins": {s: pins(s) for s in self.dataset_sources(dataset)},
         }
-        if dataset == "ccg":
-            job["ccgbank"] = self.exp["data"]["download"].get("ccgbank", "resources/manual/ccgbank_1_1")
+        manual = DATASETS[dataset].manual
+        if manual:
+            job[manual] = self.exp["data"]["download"].get(manual, _download_default(manual))
         return job
 
     def model_job(self) -> dict[str, Any]:
@@ -314,3 +344,20 @@ class Plan:
             "files": list(hub.get("files", ["config.json", "model*.safetensors", "tokenizer.json",
                                             "sentencepiece.bpe.model"])),
         }
+
+
+def _targets_schema() -> dict[str, Any]:
+    from xstilts.config import schema
+
+    return schema()["$defs"]["experiment"]["properties"]["targets"]["properties"]
+
+
+def _prediction_defaults() -> dict[str, Any]:
+    props = _targets_schema()["prediction"]["properties"]
+    return {k: v["default"] for k, v in props.items()}
+
+
+def _download_default(key: str) -> Any:
+    from xstilts.config import schema
+
+    return schema()["$defs"]["experiment"]["properties"]["data"]["properties"]["download"]["properties"][key]["default"]
