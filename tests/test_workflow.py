@@ -281,3 +281,16 @@ def test_html_report_is_self_contained_with_captions(smoke_runs):
     assert "The main result: intermediate task (rows)" in html  # paper/report/matrix.rst
     assert "Per-language change over the baseline" in html      # paper/report/language_gains.rst
     assert html.count("data:image/png;base64") + html.count("iVBORw0KGgo") >= 2  # figures embedded, not linked
+
+
+@pytest.mark.workflow
+def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
+    def deletable(*config: str) -> list[str]:
+        proc = snakemake("--configfile", str(SMOKE), "--delete-temp-output", "-n", "--directory", str(smoke_runs[0]),
+                         *config)
+        return sorted(line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines()
+                      if line.startswith("Would delete"))
+
+    assert deletable() == []  # the default keeps them
+    models = deletable("--config", 'targets={"keep_models": false}')
+    assert len(models) == 4 * 3 and all(m.startswith("results/target/") and m.endswith("/model") for m in models)

@@ -20,7 +20,6 @@ from xstilts.task_formats import task_format
 from xstilts.tasks import (
     DATASETS,
     INTERMEDIATE_TASKS,
-    SPAN,
     TARGET_TASKS,
     TARGET_TRAININGS,
     TEXT,
@@ -197,7 +196,7 @@ def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, to
 
 def _allow_null(task: TrainingTask) -> bool:
     """Span QA trained on unanswerable questions (SQuAD v2.0) may predict "no answer"."""
-    return task.format == SPAN and any(DATASETS[s.dataset].unanswerable for s in task.train)
+    return any(DATASETS[s.dataset].unanswerable for s in task.train)
 
 
 def _data_files(data_root: str | Path, sources: list[Source]) -> list[str]:
