@@ -41,6 +41,7 @@ LABELS = f"{RESULTS}/labels"
 CHECKPOINTS = f"{RESULTS}/checkpoints"
 ENCODERS = f"{RESULTS}/encoders/{{model}}"
 TARGET_RUN = f"{RESULTS}/target/{{model}}/{{encoder}}/{{training}}/seed{{seed}}"
+TARGET_MODEL = f"{TARGET_RUN}/model"
 RETRIEVAL = f"{RESULTS}/retrieval/{{model}}/{{encoder}}"
 SCORES = f"{RESULTS}/scores/{{model}}/{{encoder}}/seed{{seed}}.json"
 TABLES = f"{RESULTS}/tables/{{model}}"
@@ -112,11 +113,16 @@ def intermediate_data(wildcards):
 
 
 def target_data(wildcards):
-    """Dataset folders a target job trains, selects and predicts on."""
+    """Dataset folders a target job trains and selects on."""
     job = PLAN.target_job(wildcards.training)
     task = TARGET_TRAININGS[wildcards.training]
     stages = [d for stage in job.get("stages", []) for d, _, _ in stage["train"] + stage["dev"]]
-    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + list(job["predict"]) + stages)
+    return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + stages)
+
+
+def prediction_data(wildcards):
+    """Dataset folders a prediction job reads test data from (every target the training serves)."""
+    return data_dirs(PLAN.predict_job(wildcards.training)["predict"])
 
 
 def prediction_folder(model, encoder, target, seed):
@@ -269,7 +275,7 @@ def all_benchmarks():
     if EXP["model"]["source"] == "pretrain":
         jobs += [(r, benchmark_path(r, MODEL)) for r in ("train_tokenizer", "pretrain_mlm")]
     jobs += [("finetune_intermediate", benchmark_path("finetune_intermediate", MODEL, i)) for i in PLAN.itasks]
-    for name in ("finetune_target",):
+    for name in ("finetune_target", "predict_target"):
         jobs += [(name, benchmark_path(name, MODEL, e, t, f"seed{s}")) for e, t, s in target_run_keys()]
     retrieval = {"bucc2018": "mine_bucc", "tatoeba": "search_tatoeba"}
     if PLAN.retrieval_targets:

@@ -1,7 +1,10 @@
-"""Phase 3: target-task training on English data and zero-shot prediction in every language.
+"""Phase 3: target-task training on English data, then zero-shot prediction in every language.
 
-Rules: finetune_target -> the selected model, its dev metrics and XTREME-layout predictions
-(`predictions/<target>/test-<lang>.<ext>`) for every target the training serves.
+Rules: finetune_target -> the selected model (a plain AutoModelFor* folder) and its dev metrics;
+predict_target -> XTREME-layout predictions (`predictions/<target>/test-<lang>.<ext>`) for every
+target the training serves. Prediction languages and test-time decoding are params of
+predict_target only, so changing them never retrains. With `targets.keep_models: false` the model
+is temp(): Snakemake deletes it once its predictions exist.
 """
 
 
@@ -10,12 +13,11 @@ rule finetune_target:
         encoder=encoder_dir,
         data=target_data,
     output:
-        model=directory(f"{TARGET_RUN}/model"),
-        predictions=directory(f"{TARGET_RUN}/predictions"),
+        model=directory(TARGET_MODEL) if PLAN.keep_models else temp(directory(TARGET_MODEL)),
         metrics=f"{TARGET_RUN}/metrics.json",
     params:
-        code=code_version("finetune_target"),
-        job=lambda w: PLAN.target_job(w.training),
+        # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
+        job=lambda w: {**PLAN.target_job(w.training), "code": code_version("finetune_target")},
         data_root=lambda w, input: os.path.dirname(input.data[0]),
         checkpoint_dir=checkpoint_path("finetune_target", "{model}", "{encoder}", "{training}", "seed{seed}"),
     log:
@@ -32,3 +34,30 @@ rule finetune_target:
         CONDA_ENV
     script:
         "../scripts/finetune_target.py"
+
+
+rule predict_target:
+    input:
+        model=TARGET_MODEL,
+        data=prediction_data,
+    output:
+        predictions=directory(f"{TARGET_RUN}/predictions"),
+        record=f"{TARGET_RUN}/predict.json",
+    params:
+        # The code version is part of the job: recorded in predict.json.
+        job=lambda w: {**PLAN.predict_job(w.training), "code": code_version("predict_target")},
+        data_root=lambda w, input: os.path.dirname(input.data[0]),
+    log:
+        log_path("predict_target", "{model}", "{encoder}", "{training}", "seed{seed}"),
+    benchmark:
+        benchmark_path("predict_target", "{model}", "{encoder}", "{training}", "seed{seed}")
+    threads: 1
+    resources:
+        gpu=1,
+        cpus_per_gpu=lambda wildcards, threads: threads,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/predict_target.py"

@@ -1,10 +1,10 @@
-"""Rule finetune_target: phase-3 training on English data and zero-shot predictions."""
+"""Rule finetune_target: phase-3 training on English data; the selected model and its dev metrics."""
 import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
 pipeline.setup_logging(snakemake.log[0])
-pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder, snakemake.params.data_root,
-                         snakemake.output.model, snakemake.output.metrics, snakemake.output.predictions,
+pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder,
+                         snakemake.params.data_root, snakemake.output.model, snakemake.output.metrics,
                          snakemake.params.checkpoint_dir, snakemake.threads)

@@ -52,6 +52,7 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
     # Presentation rules (tables, figures, paper) may be added without changing the grid.
     assert {rule: counts.get(rule) for rule in expected} == expected
     assert counts["finetune_target"] == 231 and sum(expected.values()) == 364
+    assert counts["predict_target"] == 231  # one prediction job per fine-tuned model
     # The reasoning analysis (XNLI and XCOPA) is part of the paper grid.
     assert counts["bootstrap_reasoning_gains"] == counts["make_reasoning_section"] == 1
     assert not (tmp_path / "resources").exists()  # a dry run downloads nothing

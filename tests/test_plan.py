@@ -74,9 +74,13 @@ def test_selection_sources(raw_config):
 def test_job_settings_only_hold_what_the_job_uses(demo_exp):
     plan = Plan(demo_exp)
     job = plan.target_job("squad")
-    assert set(job) == {"training", "hparams", "dev_sources", "predict"}
+    assert set(job) == {"training", "hparams", "dev_sources"}
+    predict = plan.predict_job("squad")
+    assert set(predict) == {"training", "hparams", "prediction", "predict"}
     # XTREME's lists, filtered by the demo's languages.
-    assert job["predict"] == {"xquad": ["en", "es", "de", "ru", "ar", "zh"], "mlqa": ["en", "es", "de", "ar", "zh"]}
+    assert predict["predict"] == {"xquad": ["en", "es", "de", "ru", "ar", "zh"], "mlqa": ["en", "es", "de", "ar", "zh"]}
+    assert predict["prediction"] == {"n_best_size": 20, "max_answer_length": 30}
+    assert predict["hparams"] == job["hparams"]
 
 
 def test_multitask_job(raw_config):
@@ -92,3 +96,31 @@ def test_multitask_job(raw_config):
     assert (squad["max_seq_length"], squad["batch_size"], squad["learning_rate"]) == (384, 8, 2.0e-3)
     assert (mnli["max_seq_length"], mnli["batch_size"]) == (128, 32)
     assert multitask["examples_cap"] is None and multitask["seed"] == 0
+
+
+def test_prediction_languages_and_decoding_are_not_training_params(raw_config):
+    config = copy.deepcopy(raw_config)
+    base = Plan(resolve(config))
+    config["targets"] = {"languages": {"xquad": ["en", "de"]}, "prediction": {"n_best_size": 5}}
+    changed = Plan(resolve(config))
+    for training in base.trainings:
+        assert changed.target_job(training) == base.target_job(training), training
+    assert changed.predict_job("squad")["predict"]["xquad"] == ["en", "de"]
+    assert changed.predict_job("squad")["prediction"] == {"n_best_size": 5, "max_answer_length": 30}
+    assert changed.predict_job("xnli") == base.predict_job("xnli")
+
+
+def test_all_languages_dev_selection_is_a_training_param(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["targets"] = {"selection": "all_languages_dev"}
+    job = Plan(resolve(config)).target_job("xnli")
+    assert {d for d, _, _ in job["dev_sources"]} == {"xnli"}
+
+
+def test_keep_models_defaults_to_true_and_the_paper_preset_drops_them(raw_config):
+    assert Plan(resolve(copy.deepcopy(raw_config))).keep_models is True
+    config = copy.deepcopy(raw_config)
+    config["preset"] = "paper"
+    assert Plan(resolve(config)).keep_models is False
+    del config["presets"]["paper"]["targets"]["keep_models"]
+    assert Plan(resolve(config)).keep_models is True

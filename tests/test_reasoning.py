@@ -192,8 +192,9 @@ def test_dry_run_of_the_reasoning_target_on_the_demo(tmp_path):
     assert counts == {
         # 12 intermediate datasets, XNLI, SIQA, COPA, XCOPA, the MLM corpus: nothing else.
         "make_demo_dataset": 17, "write_labels": 2, "train_tokenizer": 1, "pretrain_mlm": 1,
-        "finetune_intermediate": 10, "finetune_target": 11 * 2, "bootstrap_reasoning_gains": 1,
-        "make_reasoning_figure": 1, "make_reasoning_section": 1, "reasoning": 1, "total": 57,
+        "finetune_intermediate": 10, "finetune_target": 11 * 2, "predict_target": 11 * 2,
+        "bootstrap_reasoning_gains": 1, "make_reasoning_figure": 1, "make_reasoning_section": 1, "reasoning": 1,
+        "total": 57 + 22,
     }
 
 

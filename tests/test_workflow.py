@@ -75,6 +75,7 @@ def test_dry_run_of_the_demo_grid(tmp_path):
         "pretrain_mlm": 1,
         "finetune_intermediate": encoders - 1,
         "finetune_target": encoders * len(TARGET_TRAININGS) * 1,  # one seed in the demo
+        "predict_target": encoders * len(TARGET_TRAININGS) * 1,
         "embed_sentences": encoders,
         "mine_bucc": encoders,
         "search_tatoeba": encoders,
@@ -87,13 +88,13 @@ def test_dry_run_of_the_demo_grid(tmp_path):
         "make_reasoning_section": 1,
         **PAPER_JOBS,
         "all": 1,
-        "total": 25 + 10 + 2 + 10 + 77 + 3 * 11 + 11 + 3 + 3 + len(PAPER_JOBS),
+        "total": 25 + 10 + 2 + 10 + 2 * 77 + 3 * 11 + 11 + 3 + 3 + len(PAPER_JOBS),
     }
 
 
 def test_more_seeds_multiply_only_phase_3(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=[0,1,2]").stdout)
-    assert counts["finetune_target"] == 11 * 7 * 3
+    assert counts["finetune_target"] == counts["predict_target"] == 11 * 7 * 3
     assert counts["score_run"] == 11 * 3
     assert counts["finetune_intermediate"] == 10 and counts["embed_sentences"] == 11
 
@@ -222,11 +223,40 @@ def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
     proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]),
                      "--config", 'targets={"task_hparams": {"xnli": {"learning_rate": "1e-3"}}}')
     encoders = 4  # baseline, mnli, squad_v1, multitask in tests/configs/smoke.yaml; one seed
-    assert job_counts(proc.stdout) == {"finetune_target": encoders, "score_run": encoders, "make_tables": 1,
-                                       "make_figure": 1, **PAPER_JOBS, "all": 1,
-                                       "total": 2 * encoders + 3 + len(PAPER_JOBS)}
+    assert job_counts(proc.stdout) == {"finetune_target": encoders, "predict_target": encoders, "score_run": encoders,
+                                       "make_tables": 1, "make_figure": 1, **PAPER_JOBS, "all": 1,
+                                       "total": 3 * encoders + 3 + len(PAPER_JOBS)}
     assert all("/xnli/seed0" in line for line in proc.stdout.splitlines()
                if "output:" in line and f"{RUN}/target/" in line)
+
+
+def rerun_jobs(output: str) -> dict[str, list[str]]:
+    """Rule -> the outputs of its jobs in a dry run's job list."""
+    jobs: dict[str, list[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            jobs.setdefault(rule, [])
+        elif rule and line.strip().startswith("output:"):
+            jobs[rule].append(line.split("output:", 1)[1].strip())
+    return jobs
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("override,training", [
+    # A test-time decoding setting of span QA: SQuAD's predictions only.
+    ('targets={"prediction": {"n_best_size": "5"}}', "squad"),
+    # One language fewer for XNLI (the corpus keeps it for the other targets): XNLI's predictions.
+    ('targets={"languages": {"xnli": ["en", "de", "ru"]}}', "xnli"),
+])
+def test_prediction_settings_rerun_prediction_never_training(smoke_runs, override, training):
+    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]), "--config", override)
+    counts = job_counts(proc.stdout)
+    encoders = 4
+    assert counts["predict_target"] == encoders and counts["score_run"] == encoders
+    assert not {"finetune_target", "finetune_intermediate", "pretrain_mlm"} & set(counts), counts
+    assert all(f"/{training}/seed0/" in out for out in rerun_jobs(proc.stdout)["predict_target"])
 
 
 PRESENTATION = {"make_tables", "make_figure", "make_paper_inputs", "make_compute_table", "make_language_figure",
@@ -357,3 +387,16 @@ def test_html_report_is_self_contained_with_captions(smoke_runs):
     assert "The main result: intermediate task (rows)" in html  # paper/report/matrix.rst
     assert "Per-language change over the baseline" in html      # paper/report/language_gains.rst
     assert html.count("data:image/png;base64") + html.count("iVBORw0KGgo") >= 2  # figures embedded, not linked
+
+
+@pytest.mark.workflow
+def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
+    def deletable(*config: str) -> list[str]:
+        proc = snakemake("--configfile", str(SMOKE), "--delete-temp-output", "-n", "--directory", str(smoke_runs[0]),
+                         *config)
+        return sorted(line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines()
+                      if line.startswith("Would delete"))
+
+    assert deletable() == []  # the default keeps them
+    models = deletable("--config", 'targets={"keep_models": false}')
+    assert len(models) == 4 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)

@@ -2,15 +2,17 @@
 
 Each ``encode_*`` returns an ``Encoded``: the features the model consumes plus, per feature,
 what is needed to map model outputs back to the examples (word ids for tagging, character
-offsets and example index for span QA windows). Label ids follow the order of ``labels``.
+offsets, example index and "no answer" position for span QA windows). Label ids follow the
+order of ``labels``. Features hold exactly the inputs the tokenizer names in its
+``model_input_names`` (``token_type_ids`` for BERT-family models, not for XLM-R), so every
+model gets the inputs it was pretrained with. ``task_formats.TASK_FORMATS`` says which
+encoder serves which format.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from xstilts.tasks import CHOICE, PAIR, SPAN, TAGGING
 
 IGNORE = -100  # label id ignored by the loss (non-first sub-words, padding)
 
@@ -26,30 +28,40 @@ class Encoded:
     word_ids: list[list[int | None]] = field(default_factory=list)
     #: span QA: per feature, the (start, end) character span of each context token, else None.
     offsets: list[list[tuple[int, int] | None]] = field(default_factory=list)
+    #: span QA: per feature, the token position that stands for "no answer" (the CLS token).
+    cls_index: list[int] = field(default_factory=list)
 
 
 def encode(fmt: str, tokenizer: Any, records: list[dict[str, Any]], hp: dict[str, Any],
            labels: tuple[str, ...] = (), train: bool = False) -> Encoded:
     """Encode records of format ``fmt`` (see formats.py) for training or prediction."""
-    if fmt == PAIR:
-        return encode_pairs(tokenizer, records, hp["max_seq_length"], labels)
-    if fmt == CHOICE:
-        return encode_choices(tokenizer, records, hp["max_seq_length"])
-    if fmt == TAGGING:
-        return encode_tagging(tokenizer, records, hp["max_seq_length"], labels)
-    if fmt == SPAN:
-        return encode_spans(tokenizer, records, hp["max_seq_length"], hp["doc_stride"], hp["max_query_length"], train)
-    raise ValueError(f"no feature encoder for format {fmt!r}")
+    from xstilts.task_formats import task_format
+
+    entry = task_format(fmt)
+    if entry.encode is None:
+        raise ValueError(f"format {fmt!r} is not encoded into model features (it trains no head)")
+    return entry.encode(tokenizer, records, hp, labels, train)
+
+
+def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
+    """Feature i's model inputs: the tokenizer's ``model_input_names`` that it returned."""
+    return {k: enc[k][i] for k in tokenizer.model_input_names if k in enc}
+
+
+def no_answer_index(tokenizer: Any, input_ids: list[int]) -> int:
+    """Where a span-QA window says "no answer": its CLS token (BOS where there is no CLS)."""
+    for token_id in (tokenizer.cls_token_id, tokenizer.bos_token_id):
+        if token_id is not None and token_id in input_ids:
+            return input_ids.index(token_id)
+    raise ValueError(f"{type(tokenizer).__name__} adds neither a CLS nor a BOS token to question/context pairs, "
+                     "so span QA has no 'no answer' position; use a tokenizer with a CLS token")
 
 
 def encode_pairs(tokenizer: Any, records: list[dict[str, Any]], max_length: int, labels: tuple[str, ...]) -> Encoded:
     enc = tokenizer([r["sentence1"] for r in records], [r["sentence2"] for r in records],
                     truncation=True, max_length=max_length)
     label_id = {label: i for i, label in enumerate(labels)}
-    features = [
-        {"input_ids": ids, "attention_mask": mask, "labels": label_id[r["label"]]}
-        for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], records)
-    ]
+    features = [{**model_inputs(tokenizer, enc, i), "labels": label_id[r["label"]]} for i, r in enumerate(records)]
     return Encoded(features, list(range(len(records))))
 
 
@@ -70,11 +82,8 @@ def encode_choices(tokenizer: Any, records: list[dict[str, Any]], max_length: in
     features, k = [], 0
     for r in records:
         n = len(r["choices"])
-        features.append({
-            "input_ids": enc["input_ids"][k : k + n],
-            "attention_mask": enc["attention_mask"][k : k + n],
-            "labels": r["label"],
-        })
+        features.append({**{key: enc[key][k : k + n] for key in tokenizer.model_input_names if key in enc},
+                         "labels": r["label"]})
         k += n
     return Encoded(features, list(range(len(records))))
 
@@ -92,7 +101,7 @@ def encode_tagging(tokenizer: Any, records: list[dict[str, Any]], max_length: in
             first.append(w if w is not None and w != previous else None)
             previous = w
         tag_ids = [label_id.get(r["tags"][w], IGNORE) if w is not None else IGNORE for w in first]
-        features.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": tag_ids})
+        features.append({**model_inputs(tokenizer, enc, i), "labels": tag_ids})
         all_word_ids.append(first)
     return Encoded(features, list(range(len(records))), word_ids=all_word_ids)
 
@@ -111,7 +120,7 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
     """Sliding windows over the context (the transformers QA example's preprocessing).
 
     Training windows that do not contain the answer, and unanswerable questions, point at the
-    first token (<s>), which is the "no answer" position.
+    "no answer" position: the window's CLS token (``<s>`` for XLM-R, ``[CLS]`` for BERT).
     """
     truncated = [_truncate_question(tokenizer, r["question"], max_query_length) for r in records]
     questions = [q for q, _ in truncated]
@@ -123,14 +132,15 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
     enc = tokenizer(questions, [r["context"] for r in records], truncation="only_second", max_length=max_length,
                     stride=min(doc_stride, room // 2), return_overflowing_tokens=True,
                     return_offsets_mapping=True)
-    features, example_index, offsets = [], [], []
+    features, example_index, offsets, cls_index = [], [], [], []
     for i, ids in enumerate(enc["input_ids"]):
         ex = enc["overflow_to_sample_mapping"][i]
         seq = enc.sequence_ids(i)
         context_offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], seq)]
-        feature = {"input_ids": ids, "attention_mask": enc["attention_mask"][i]}
+        feature = model_inputs(tokenizer, enc, i)
+        null = no_answer_index(tokenizer, ids)
         if train:
-            start_pos = end_pos = 0
+            start_pos = end_pos = null
             answers = records[ex]["answers"]
             if answers["text"]:
                 a_start = answers["answer_start"][0]
@@ -144,23 +154,32 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
         features.append(feature)
         example_index.append(ex)
         offsets.append(context_offsets)
-    return Encoded(features, example_index, offsets=offsets)
+        cls_index.append(null)
+    return Encoded(features, example_index, offsets=offsets, cls_index=cls_index)
 
 
 def encode_text(tokenizer: Any, lines: list[str], max_length: int) -> Encoded:
-    """Pack tokenised lines into blocks of ``max_length`` tokens for MLM (``<s> ... </s>``)."""
+    """Pack tokenised lines into blocks of ``max_length`` tokens for MLM.
+
+    Blocks are framed like a single sequence of the model (``<s> ... </s>`` for XLM-R,
+    ``[CLS] ... [SEP]`` for BERT) and lines are separated by the closing token.
+    """
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if first is None or last is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no CLS/BOS or SEP/EOS token to frame MLM blocks with")
     ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
     stream: list[int] = []
     for line_ids in ids:
         stream.extend(line_ids)
-        stream.append(tokenizer.eos_token_id)
+        stream.append(last)
     block = max_length - 2
     features = []
     for start in range(0, len(stream) - block + 1, block):
-        chunk = [tokenizer.bos_token_id, *stream[start : start + block], tokenizer.eos_token_id]
+        chunk = [first, *stream[start : start + block], last]
         features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
     if not features and stream:
-        chunk = [tokenizer.bos_token_id, *stream[:block], tokenizer.eos_token_id]
+        chunk = [first, *stream[:block], last]
         features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
     return Encoded(features, list(range(len(features))))
 

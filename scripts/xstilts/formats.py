@@ -47,17 +47,22 @@ class FormatError(ValueError):
 # Paths
 
 
+#: Canonical files of one split, by format: role -> file name (``{split}`` filled in).
+_FILES: dict[str, dict[str, str]] = {
+    PAIR: {"records": "{split}.jsonl"},
+    CHOICE: {"records": "{split}.jsonl"},
+    SPAN: {"records": "{split}.jsonl"},
+    TAGGING: {"records": "{split}.jsonl"},
+    TEXT: {"text": "{split}.txt"},
+    BITEXT: {role: f"{{split}}.{role}.tsv" for role in ("source", "target", "gold")},
+    PARALLEL: {role: f"{{split}}.{role}.txt" for role in ("source", "target")},
+}
+
+
 def data_files(data_root: str | os.PathLike, dataset: str, lang: str, split: str) -> dict[str, str]:
     """Paths of the canonical files of one dataset/language/split, keyed by role."""
-    fmt = DATASETS[dataset].format
     base = Path(data_root) / dataset / lang
-    if fmt == TEXT:
-        return {"text": str(base / f"{split}.txt")}
-    if fmt == BITEXT:
-        return {role: str(base / f"{split}.{role}.tsv") for role in ("source", "target", "gold")}
-    if fmt == PARALLEL:
-        return {role: str(base / f"{split}.{role}.txt") for role in ("source", "target")}
-    return {"records": str(base / f"{split}.jsonl")}
+    return {role: str(base / name.format(split=split)) for role, name in _FILES[DATASETS[dataset].format].items()}
 
 
 def data_file(data_root: str | os.PathLike, dataset: str, lang: str, split: str) -> str:
@@ -162,18 +167,33 @@ def _check_record(rec: Any, fmt: str, where: str) -> None:
             ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok:
             raise FormatError(f"{where}: field {key!r} has the wrong type or shape: {value!r}")
-    if fmt == TAGGING and len(rec["tokens"]) != len(rec["tags"]):
+    _CHECKS.get(fmt, lambda rec, where: None)(rec, where)
+
+
+def _check_tags(rec: dict[str, Any], where: str) -> None:
+    if len(rec["tokens"]) != len(rec["tags"]):
         raise FormatError(f"{where}: {len(rec['tokens'])} tokens but {len(rec['tags'])} tags")
-    if fmt == TAGGING and not rec["tokens"]:
+    if not rec["tokens"]:
         raise FormatError(f"{where}: a tagging example needs at least one token")
-    if fmt == CHOICE and not 0 <= rec["label"] < len(rec["choices"]):
+
+
+def _check_choice(rec: dict[str, Any], where: str) -> None:
+    if not 0 <= rec["label"] < len(rec["choices"]):
         raise FormatError(f"{where}: label {rec['label']} is not an index into {len(rec['choices'])} choices")
-    if fmt == SPAN:
-        for text, start in zip(rec["answers"]["text"], rec["answers"]["answer_start"]):
-            if rec["context"][start : start + len(text)] != text:
-                raise FormatError(
-                    f"{where}: answer {text!r} is not found at character {start} of the context"
-                )
+
+
+def _check_answers(rec: dict[str, Any], where: str) -> None:
+    for text, start in zip(rec["answers"]["text"], rec["answers"]["answer_start"]):
+        if rec["context"][start : start + len(text)] != text:
+            raise FormatError(
+                f"{where}: answer {text!r} is not found at character {start} of the context"
+            )
+
+
+#: Checks of a record beyond field types, by format.
+_CHECKS = {TAGGING: _check_tags, CHOICE: _check_choice, SPAN: _check_answers}
+#: The values of a record checked against a closed label inventory, by format (default: its label).
+_LABEL_VALUES = {TAGGING: lambda rec: rec["tags"]}
 
 
 def read_jsonl(path: str | os.PathLike, fmt: str, labels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -198,7 +218,7 @@ def read_jsonl(path: str | os.PathLike, fmt: str, labels: tuple[str, ...] = ()) 
             raise FormatError(f"{where}: duplicate id {rec['id']!r}")
         seen.add(rec["id"])
         if label_set:
-            values = rec["tags"] if fmt == TAGGING else [rec["label"]]
+            values = _LABEL_VALUES.get(fmt, lambda r: [r["label"]])(rec)
             unknown = sorted(set(values) - label_set)
             if unknown:
                 raise FormatError(f"{where}: unknown label(s) {unknown}; expected one of {sorted(label_set)}")

@@ -21,29 +21,12 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    PretrainedConfig,
-)
+from transformers import AutoConfig, AutoModel, PretrainedConfig
 from transformers import logging as hf_logging
 
-from xstilts.tasks import CHOICE, PAIR, SPAN, TAGGING, TEXT
+from xstilts.task_formats import task_format
 
 log = logging.getLogger(__name__)
-
-HEAD_CLASSES = {
-    PAIR: AutoModelForSequenceClassification,
-    CHOICE: AutoModelForMultipleChoice,
-    SPAN: AutoModelForQuestionAnswering,
-    TAGGING: AutoModelForTokenClassification,
-    TEXT: AutoModelForMaskedLM,
-}
 
 
 @dataclass(frozen=True)
@@ -98,10 +81,11 @@ class MultiTaskModel(nn.Module):
         heads = {}
         for name, spec in specs.items():
             head_config = copy.deepcopy(config)
-            if spec.format in (PAIR, TAGGING):
+            entry = task_format(spec.format)
+            if entry.labelled:
                 head_config.id2label = dict(enumerate(spec.labels))
                 head_config.label2id = {label: i for i, label in enumerate(spec.labels)}
-            model = HEAD_CLASSES[spec.format].from_config(head_config)
+            model = entry.head_class().from_config(head_config)
             # Replace the head model's own (randomly initialised) encoder with the shared one.
             # The shared AutoModel keeps its pooler, which the multiple-choice head needs.
             setattr(model, model.base_model_prefix, encoder)
@@ -109,6 +93,12 @@ class MultiTaskModel(nn.Module):
             model.tie_weights()
             heads[name] = model
         return cls(encoder, heads)
+
+    @classmethod
+    def load_head_model(cls, model_dir: str | Path, task: str, fmt: str) -> "MultiTaskModel":
+        """A fine-tuned task model saved by ``save_head_model``, as the one-task case."""
+        model = load_head_model(model_dir, fmt)
+        return cls(getattr(model, model.base_model_prefix), {task: model})
 
     def forward(self, task: str, **batch: torch.Tensor) -> Any:
         return self.heads[task](**batch)
@@ -129,4 +119,12 @@ class MultiTaskModel(nn.Module):
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:
     """Load a fine-tuned task model saved by ``save_head_model``."""
     with quiet_transformers():
-        return HEAD_CLASSES[fmt].from_pretrained(model_dir)
+        return task_format(fmt).head_class().from_pretrained(model_dir)
+
+
+def head_labels(model: nn.Module, fmt: str) -> tuple[str, ...]:
+    """The label names of a saved classifier or tagger (its config's id2label); () for other formats."""
+    if not task_format(fmt).labelled:
+        return ()
+    id2label = model.config.id2label
+    return tuple(id2label[i] for i in range(len(id2label)))

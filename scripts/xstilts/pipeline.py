@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from xstilts import formats
+from xstilts.task_formats import task_format
 from xstilts.tasks import (
-    CHOICE,
     DATASETS,
     INTERMEDIATE_TASKS,
-    PAIR,
-    SPAN,
-    TAGGING,
     TARGET_TASKS,
     TARGET_TRAININGS,
     TEXT,
@@ -113,38 +110,20 @@ def make_demo_dataset(job: dict[str, Any], data_root: str | Path) -> list[str]:
 def write_labels(target: str, languages: list[str], data_root: str | Path, label_dir: str | Path) -> list[str]:
     """Write XTREME label files ``<label_dir>/<target>/test-<lang>.<ext>`` from canonical data."""
     task = TARGET_TASKS[target]
+    write = task_format(task.format).write_labels
     written = []
     for lang in languages:
         path = formats.xtreme_file(label_dir, target, lang, task.ext)
-        files = formats.data_files(data_root, target, lang, "test")
-        if task.format == PAIR:
-            formats.write_xtreme_classification(path, [r["label"] for r in formats.read_dataset(data_root, target, lang, "test")])
-        elif task.format == TAGGING:
-            formats.write_xtreme_tagging(path, [r["tags"] for r in formats.read_dataset(data_root, target, lang, "test")])
-        elif task.format == SPAN:
-            formats.write_xtreme_qa_labels(path, formats.read_dataset(data_root, target, lang, "test"))
-        elif task.format == CHOICE:
-            formats.write_xtreme_choice(path, [r["label"] for r in formats.read_dataset(data_root, target, lang, "test")])
-        elif target == "bucc2018":
-            formats.write_xtreme_classification(path, [f"{s}\t{t}" for s, t in formats.read_pairs(files["gold"])])
-        elif target == "tatoeba":
-            # XTREME's label file: its English side is sorted, so line k names the LASER line of
-            # the k-th sorted English sentence (canonical files are LASER's, line-aligned).
-            from xstilts.retrieval import xtreme_tatoeba_order
-
-            order = xtreme_tatoeba_order(formats.read_lines(files["target"]))
-            formats.write_xtreme_classification(path, [str(int(i)) for i in order])
+        write(path, data_root, target, lang)
         written.append(path)
     return written
 
 
 def _labels(task: TrainingTask, train_records: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The closed label set of the task, or (CCG) the sorted tags seen in training."""
-    if task.dataset.labels:
-        return task.dataset.labels
-    if task.format == TAGGING:
-        return tuple(sorted({t for r in train_records for t in r["tags"]}))
-    return ()
+    """The closed label set of the task, or (CCG) the labels seen in training."""
+    if task.dataset.labels_from_train:
+        return task_format(task.format).collect_labels(train_records)
+    return task.dataset.labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,8 +190,13 @@ def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, to
         task.name, task.format, task.metric, hp, labels,
         train=features.encode(task.format, tokenizer, train_records, hp, labels, train=True),
         dev=dev_sets,
-        allow_null=task.format == SPAN and any(DATASETS[s.dataset].unanswerable for s in task.train),
+        allow_null=_allow_null(task),
     )
+
+
+def _allow_null(task: TrainingTask) -> bool:
+    """Span QA trained on unanswerable questions (SQuAD v2.0) may predict "no answer"."""
+    return any(DATASETS[s.dataset].unanswerable for s in task.train)
 
 
 def _data_files(data_root: str | Path, sources: list[Source]) -> list[str]:
@@ -244,18 +228,19 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
 
 
 def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, data_root: str | Path,
-                    model_dir: str | Path, metrics_path: str | Path, prediction_dir: str | Path,
-                    checkpoint_dir: str | Path, threads: int) -> list[str]:
-    """Phase 3: fine-tune on English target data, select on dev, predict every target language.
+                    model_dir: str | Path, metrics_path: str | Path, checkpoint_dir: str | Path,
+                    threads: int) -> dict[str, Any]:
+    """Phase 3: fine-tune on English target data, select on dev, save the selected model.
 
-    Predictions go to ``<prediction_dir>/<target>/test-<lang>.<ext>``, XTREME's layout, for
-    each target this training serves (SQuAD v1.1 serves XQuAD and MLQA).
+    ``model_dir`` becomes a plain ``AutoModelFor*`` folder with its tokenizer (label names in
+    the config's ``id2label``); ``predict_target`` reads it. ``metrics_path`` gets the dev
+    metrics, the job and the sha256 of every input.
 
     ``job["stages"]`` (XCOPA's recipe: SIQA) are English trainings run first on the same head,
     each from the previous stage's best checkpoint and selected on its own English dev set; the
     target training then continues from the last stage's best checkpoint.
     """
-    from xstilts import features, training
+    from xstilts import training
     from xstilts.modeling import HeadSpec, MultiTaskModel
 
     training.configure_determinism(threads)
@@ -266,9 +251,8 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
     data = _task_data(task, hp, data_root, tokenizer, dev_sources)
     training.set_seed(seed)
     model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)})
-    test_files = [formats.data_file(data_root, t, lang, "test") for t, langs in job["predict"].items() for lang in langs]
     stage_sources = [s for st in job.get("stages", []) for s in _sources(st["train"] + st["dev"])]
-    inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources) + test_files
+    inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources)
                         + _model_files(encoder_dir))
     fp = training.fingerprint(phase="target", job=job, seed=seed, inputs=inputs)
     stage_results = {}
@@ -284,32 +268,50 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
                                                       training.fingerprint(run=fp, stage=stage["task"]))
     result = training.train(model, [data], tokenizer, hp, seed, checkpoint_dir, fp)
     model.save_head_model(task.name, model_dir, tokenizer)
-    written, counts = [], {}
-    for target, langs in job["predict"].items():
-        ext = TARGET_TASKS[target].ext
-        for lang in langs:
-            records = formats.read_dataset(data_root, target, lang, "test")
-            encoded = features.encode(task.format, tokenizer, records, hp, data.labels)
-            preds = training.predict(model, data, records, encoded, tokenizer)
-            path = formats.xtreme_file(prediction_dir, target, lang, ext)
-            if task.format == PAIR:
-                formats.write_xtreme_classification(path, preds)
-            elif task.format == TAGGING:
-                formats.write_xtreme_tagging(path, preds)
-            elif task.format == CHOICE:
-                formats.write_xtreme_choice(path, preds)
-            else:
-                formats.write_xtreme_qa_predictions(path, preds)
-            written.append(path)
-            counts[f"{target}/{lang}"] = len(records)
-        log.info("predicted %s in %d languages", target, len(langs))
-    record = {"phase": "target", "job": job, "seed": seed, "result": result,
-              "predicted_examples": counts, "inputs": inputs}
+    record = {"phase": "target", "job": job, "seed": seed, "result": result, "inputs": inputs}
     if stage_results:
         record["stages"] = stage_results
     write_json(metrics_path, record)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return written
+    return record
+
+
+def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | Path, prediction_dir: str | Path,
+                   record_path: str | Path, threads: int) -> dict[str, Any]:
+    """Zero-shot predictions of a fine-tuned target model in every language of its targets.
+
+    Writes ``<prediction_dir>/<target>/test-<lang>.<ext>`` (XTREME's layout) for each target in
+    ``job["predict"]`` (SQuAD v1.1 serves XQuAD and MLQA), encoding as the model was trained
+    (``job["hparams"]``) and decoding span QA with ``job["prediction"]``. ``record_path`` gets
+    the predicted example counts, the job and the sha256 of the model and test files read.
+    """
+    from xstilts import features, training
+    from xstilts.modeling import MultiTaskModel, head_labels
+
+    training.configure_determinism(threads)
+    task = TARGET_TRAININGS[job["training"]]
+    hp = job["hparams"]
+    require_model_dir(model_dir)
+    tokenizer = _load_tokenizer(model_dir)
+    model = MultiTaskModel.load_head_model(model_dir, task.name, task.format)
+    decoding = training.TaskData(task.name, task.format, task.metric, {**hp, **job["prediction"]},
+                                 head_labels(model.heads[task.name], task.format), allow_null=_allow_null(task))
+    write = task_format(task.format).write_predictions
+    test_files = [formats.data_file(data_root, t, lang, "test") for t, langs in job["predict"].items() for lang in langs]
+    inputs = provenance(test_files + _model_files(model_dir))
+    counts = {}
+    for target, langs in job["predict"].items():
+        ext = TARGET_TASKS[target].ext
+        for lang in langs:
+            records = formats.read_dataset(data_root, target, lang, "test")
+            encoded = features.encode(task.format, tokenizer, records, hp, decoding.labels)
+            preds = training.predict(model, decoding, records, encoded, tokenizer)
+            write(formats.xtreme_file(prediction_dir, target, lang, ext), preds)
+            counts[f"{target}/{lang}"] = len(records)
+        log.info("predicted %s in %d languages", target, len(langs))
+    record = {"phase": "predict", "job": job, "predicted_examples": counts, "inputs": inputs}
+    write_json(record_path, record)
+    return record
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,16 +322,13 @@ def retrieval_texts(data_root: str | Path, languages: dict[str, list[str]]) -> d
     """Sentence files to embed, keyed by the name of their embedding file (without .npy)."""
     texts: dict[str, list[str]] = {}
     for target, langs in languages.items():
-        splits = ("dev", "test") if target == "bucc2018" else ("test",)
+        dataset = DATASETS[target]
+        read = task_format(dataset.format).read_sentences
         for lang in langs:
-            for split in splits:
+            for split in dataset.embed_splits:
                 files = formats.data_files(data_root, target, lang, split)
                 for side in ("source", "target"):
-                    key = f"{target}/{lang}/{split}.{side}"
-                    if target == "bucc2018":
-                        texts[key] = formats.read_id_sentences(files[side])[1]
-                    else:
-                        texts[key] = formats.read_lines(files[side])
+                    texts[f"{target}/{lang}/{split}.{side}"] = read(files[side])
     return texts
 
 
@@ -547,11 +546,13 @@ def manual_data_problems(plan: Any, data_root: str | Path, converting: Iterable[
     from xstilts import converters
 
     problems = []
-    wanted = set(plan.datasets() if converting is None else converting)
-    if "ccg" in wanted and not (Path(data_root) / "ccg").is_dir():
-        path = plan.convert_job("ccg")["ccgbank"]
-        try:
-            converters.ccgbank_auto_dir(path)
-        except converters.ConversionError as e:
-            problems.append(str(e))
+    wanted = plan.datasets() if converting is None else [d for d in plan.datasets() if d in set(converting)]
+    for name in wanted:
+        key = DATASETS[name].manual
+        if key and not (Path(data_root) / name).is_dir():
+            try:
+                # CCGbank is the only manual input so far; its converter knows its layout.
+                converters.ccgbank_auto_dir(plan.convert_job(name)[key])
+            except converters.ConversionError as e:
+                problems.append(str(e))
     return problems

@@ -19,7 +19,7 @@ from xstilts.tasks import (
     STAGE_TASKS,
     TARGET_TASKS,
     TARGET_TRAININGS,
-    XCOPA_RECIPES,
+    TRAINING_RECIPES,
     XTREME_TARGETS,
     Source,
     served_targets,
@@ -116,13 +116,13 @@ class Plan:
             for task in (*(STAGE_TASKS[n] for n in self.stages(name)), TARGET_TRAININGS[name]):
                 needed.update(s.dataset for s in task.train + task.dev)
         if self.exp["model"]["source"] == "pretrain":
-            needed.add("mlm_corpus")
+            needed.update(d for d, ds in DATASETS.items() if ds.corpus)
         return [d for d in DATASETS if d in needed]
 
     def layout(self, dataset: str) -> dict[str, list[str]]:
         """split -> languages of one dataset as the grid needs it (all registry splits)."""
-        if dataset == "mlm_corpus":
-            return {"train": self.corpus_languages()}
+        if DATASETS[dataset].corpus:
+            return {split: self.corpus_languages() for split in DATASETS[dataset].splits}
         out = {}
         for split in ("train", "dev", "test"):
             langs = self.languages(dataset, split)
@@ -138,9 +138,10 @@ class Plan:
 
     def stages(self, training: str) -> tuple[str, ...]:
         """English stages trained before a target training in the same job (XCOPA's recipe)."""
-        if training == "xcopa":
-            return XCOPA_RECIPES[self.exp["targets"]["xcopa_recipe"]]
-        return ()
+        recipes = TRAINING_RECIPES.get(training)
+        if not recipes:
+            return ()
+        return recipes[self.exp["targets"][f"{training}_recipe"]]
 
     def selection_sources(self, training: str) -> list[Source]:
         """Dev data for checkpoint selection of a target training (config targets.selection)."""
@@ -194,7 +195,6 @@ class Plan:
             "training": training,
             "hparams": hparams_for(self.exp, "target", training),
             "dev_sources": [[s.dataset, s.split, s.lang] for s in self.selection_sources(training)],
-            "predict": {t: self.target_languages(t) for t in self.served(training)},
         }
         stages = self.stages(training)
         if stages:
@@ -206,6 +206,35 @@ class Plan:
                 for name in stages
             ]
         return job
+
+    @property
+    def prediction(self) -> dict[str, Any]:
+        """Test-time decoding settings (``targets.prediction``, schema defaults filled in)."""
+        return self.exp["targets"]["prediction"]
+
+    @property
+    def keep_models(self) -> bool:
+        """Whether fine-tuned target models are kept after prediction (``targets.keep_models``)."""
+        return bool(self.exp["targets"]["keep_models"])
+
+    def predict_job(self, training: str) -> dict[str, Any]:
+        """What prediction with one fine-tuned target model depends on.
+
+        The encoding settings the model was trained with (its effective hparams), the test-time
+        decoding settings its format reads (``targets.prediction``; span QA's) and the languages
+        of every target it serves; none of these but the hparams is a param of training, so a
+        new language or decoding setting re-runs prediction only.
+        """
+        from xstilts.config import hparams_for
+        from xstilts.task_formats import task_format
+
+        reads = task_format(TARGET_TRAININGS[training].format).decoding
+        return {
+            "training": training,
+            "hparams": hparams_for(self.exp, "target", training),
+            "prediction": {k: v for k, v in self.prediction.items() if k in reads},
+            "predict": {t: self.target_languages(t) for t in self.served(training)},
+        }
 
     # ---------------------------------------------------------------- reasoning (XTREME-R)
     @property
@@ -284,8 +313,9 @@ class Plan:
             "layout": self.layout(dataset),
             "pins": {s: pins(s) for s in self.dataset_sources(dataset)},
         }
-        if dataset == "ccg":
-            job["ccgbank"] = self.exp["data"]["download"]["ccgbank"]
+        manual = DATASETS[dataset].manual
+        if manual:
+            job[manual] = self.exp["data"]["download"][manual]
         return job
 
     def model_job(self) -> dict[str, Any]:
@@ -297,3 +327,4 @@ class Plan:
             "record_revision": hub["record_revision"],
             "files": list(hub["files"]),
         }
+

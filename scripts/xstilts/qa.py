@@ -4,7 +4,7 @@ Pure functions (numpy in, strings out), following the transformers QA example an
 the best-scoring valid span over all windows of an example, with ``n_best_size`` start and end
 candidates per window and spans of at most ``max_answer_length`` tokens. With
 ``allow_null`` (SQuAD v2.0), the empty answer wins when the best span scores below the
-smallest ``<s>``/``<s>`` ("no answer") score of the example's windows.
+smallest "no answer" score (start and end at the window's CLS token) of the example's windows.
 """
 
 from __future__ import annotations
@@ -23,15 +23,20 @@ def best_answers(
     n_best_size: int = 20,
     max_answer_length: int = 30,
     allow_null: bool = False,
+    null_index: Sequence[int] | None = None,
 ) -> dict[str, str]:
-    """Answer text per record id. ``start_logits[i]``/``end_logits[i]`` belong to feature i."""
+    """Answer text per record id. ``start_logits[i]``/``end_logits[i]`` belong to feature i.
+
+    ``null_index[i]`` is feature i's "no answer" position (its CLS token; 0 when not given).
+    """
     best: dict[int, tuple[float, str]] = {}
     null: dict[int, float] = {}
     for feature, ex in enumerate(example_index):
         starts, ends = np.asarray(start_logits[feature]), np.asarray(end_logits[feature])
         spans = offsets[feature]
         n = min(len(spans), len(starts))
-        null_score = float(starts[0] + ends[0])
+        cls = null_index[feature] if null_index is not None else 0
+        null_score = float(starts[cls] + ends[cls])
         null[ex] = min(null.get(ex, null_score), null_score)
         start_candidates = np.argsort(-starts[:n], kind="stable")[:n_best_size]
         end_candidates = np.argsort(-ends[:n], kind="stable")[:n_best_size]

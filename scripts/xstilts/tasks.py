@@ -49,6 +49,15 @@ class Dataset:
     splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Span QA only: whether some questions have no answer (SQuAD v2.0).
     unanswerable: bool = False
+    #: No closed inventory: the labels are those seen in the training split (CCG's supertags).
+    labels_from_train: bool = False
+    #: Converted from a licensed local copy, not downloaded: the ``data.download`` key naming it.
+    manual: str = ""
+    #: Unlabelled text in every language the grid evaluates (the MLM corpus of a pretrained
+    #: stand-in model), whatever the split table says.
+    corpus: bool = False
+    #: Retrieval: the splits whose sentences are embedded (BUCC tunes its threshold on dev).
+    embed_splits: tuple[str, ...] = ("test",)
 
     def languages(self, split: str) -> tuple[str, ...]:
         return self.splits.get(split, ())
@@ -87,7 +96,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset("hellaswag", CHOICE, num_choices=4, splits=_en("train", "dev")),
         Dataset("cosmosqa", CHOICE, num_choices=4, splits=_en("train", "dev")),
         Dataset("commonsenseqa", CHOICE, num_choices=5, splits=_en("train", "dev")),
-        Dataset("ccg", TAGGING, splits=_en("train", "dev")),
+        Dataset("ccg", TAGGING, splits=_en("train", "dev"), labels_from_train=True, manual="ccgbank"),
         # English training data of XTREME-R's XCOPA recipe (google-research/xtreme
         # scripts/train_xcopa.sh): Social IQa (3 answers), then COPA (2 alternatives).
         Dataset("siqa", CHOICE, num_choices=3, splits=_en("train", "dev")),
@@ -103,14 +112,14 @@ DATASETS: dict[str, Dataset] = {
         # TyDiQA-GoldP: XTREME's test set is the official dev set; our English dev is held out
         # from English train so that model selection never sees test data.
         Dataset("tydiqa", SPAN, splits={**_x("tydiqa", dev=False), "train": ("en",), "dev": ("en",)}),
-        Dataset("bucc2018", BITEXT, splits=_x("bucc2018")),
+        Dataset("bucc2018", BITEXT, splits=_x("bucc2018"), embed_splits=("dev", "test")),
         Dataset("tatoeba", PARALLEL, splits=_x("tatoeba", dev=False)),
         # XTREME-R's XCOPA: COPA translated into 11 languages (dev = translated COPA val).
         Dataset("xcopa", CHOICE, num_choices=2, splits=_xr("xcopa")),
         # Unlabelled multilingual text (phase-1 stand-in pretraining, MLM variants).
         Dataset("mlm_corpus", TEXT, splits={"train": tuple(sorted(
             {lang for table in (XTREME_TASK2LANGS, XTREME_R_TASK2LANGS) for langs in table.values() for lang in langs}
-            | {"en"}))}),
+            | {"en"}))}, corpus=True),
     ]
 }
 
@@ -201,6 +210,11 @@ STAGE_TASKS: dict[str, TrainingTask] = {t.name: t for t in [_task("siqa", "accur
 #: al. 2020): SIQA is itself an English intermediate task, so every XCOPA row, the baseline
 #: included, has one; ``copa`` trains on COPA alone.
 XCOPA_RECIPES: dict[str, tuple[str, ...]] = {"siqa_copa": ("siqa",), "copa": ()}
+
+#: Target trainings with a choice of English recipe: training -> recipe name -> the stages
+#: (STAGE_TASKS) trained before it. The config key is ``targets.<training>_recipe``; the first
+#: recipe is the default.
+TRAINING_RECIPES: dict[str, dict[str, tuple[str, ...]]] = {"xcopa": XCOPA_RECIPES}
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from transformers import (
-    DataCollatorForLanguageModeling,
-    DataCollatorForMultipleChoice,
-    DataCollatorForTokenClassification,
-    DataCollatorWithPadding,
-    get_linear_schedule_with_warmup,
-)
+from torch import nn
+from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
-from xstilts import metrics, qa
 from xstilts.features import IGNORE, Encoded
-from xstilts.tasks import CHOICE, PAIR, SPAN, TAGGING, TEXT
+from xstilts.task_formats import DEV_METRICS, task_format
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +97,37 @@ def mixed_precision(setting: str) -> str:
 
 
 def collator(fmt: str, tokenizer: Any, hp: dict[str, Any]) -> Any:
-    if fmt == PAIR or fmt == SPAN:
-        return DataCollatorWithPadding(tokenizer)
-    if fmt == CHOICE:
-        return DataCollatorForMultipleChoice(tokenizer)
-    if fmt == TAGGING:
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
-    if fmt == TEXT:
-        # seed=None: masking draws from torch's global RNG, which checkpoints save and restore.
-        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp["mlm_probability"])
-    raise ValueError(f"no collator for format {fmt!r}")
+    """The training collator of a format (``task_formats.TASK_FORMATS``)."""
+    entry = task_format(fmt)
+    if entry.collator is None:
+        raise ValueError(f"format {fmt!r} is not trained (no collator)")
+    return entry.collator(tokenizer, hp)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether a module is a normalisation layer: torch's, or a model's own (``*Norm`` classes, RMSNorm)."""
+    norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, getattr(nn, "RMSNorm", nn.LayerNorm))
+    return isinstance(module, norms) or type(module).__name__.endswith("Norm")
+
+
+def no_decay_parameters(model: nn.Module) -> set[int]:
+    """Ids of the parameters AdamW does not decay: every bias and every normalisation weight."""
+    excluded = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias" or is_norm(module):
+                excluded.add(id(param))
+    return excluded
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decayed parameters, then the excluded ones (``no_decay_parameters``), in model order."""
+    params = [p for _, p in model.named_parameters()]
+    excluded = no_decay_parameters(model)
+    return [
+        {"params": [p for p in params if id(p) not in excluded], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in excluded], "weight_decay": 0.0},
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,71 +208,36 @@ def forward_all(model: Any, task: str, fmt: str, encoded: Encoded, tokenizer: An
                 device: torch.device, autocast: Any) -> list[Any]:
     """Run the model over all features (length-sorted batches); outputs in feature order."""
     model.eval()
-    collate = collator(fmt if fmt != TEXT else PAIR, tokenizer, {})
-    lengths = [len(f["input_ids"]) if fmt != CHOICE else max(map(len, f["input_ids"])) for f in encoded.features]
+    entry = task_format(fmt)
+    collate = entry.predict_collator(tokenizer, {})
+    inputs = set(tokenizer.model_input_names)
+    lengths = [entry.feature_length(f) for f in encoded.features]
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     outputs: list[Any] = [None] * len(order)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        feats = [{k: v for k, v in encoded.features[i].items() if k in ("input_ids", "attention_mask")} for i in idx]
-        if fmt == CHOICE:
-            for f in feats:
-                f["labels"] = 0
-        batch = collate(feats)
+        batch = collate([{k: v for k, v in encoded.features[i].items() if k in inputs} for i in idx])
         batch.pop("labels", None)
         with autocast():
             out = model(task, **_to_device(batch, device))
-        if fmt == SPAN:
-            starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for j, i in enumerate(idx):
-                outputs[i] = (starts[j], ends[j])
-        else:
-            logits = out.logits.float().cpu().numpy()
-            for j, i in enumerate(idx):
-                outputs[i] = logits[j]
+        for i, row in zip(idx, entry.outputs(out)):
+            outputs[i] = row
     return outputs
 
 
 def decode(task: TaskData, records: list[dict[str, Any]], encoded: Encoded, outputs: list[Any]) -> list[Any] | dict[str, str]:
     """Model outputs to predictions: label strings, choice indices, tag lists or answer texts."""
-    if task.format == PAIR:
-        return [task.labels[int(np.argmax(o))] for o in outputs]
-    if task.format == CHOICE:
-        return [int(np.argmax(o)) for o in outputs]
-    if task.format == TAGGING:
-        fallback = "O" if "O" in task.labels else task.labels[0]
-        predictions = []
-        for record, word_ids, logits in zip(records, encoded.word_ids, outputs):
-            tags = [fallback] * len(record["tokens"])  # words cut off by max_seq_length
-            for position, word in enumerate(word_ids):
-                if word is not None:
-                    tags[word] = task.labels[int(np.argmax(logits[position]))]
-            predictions.append(tags)
-        return predictions
-    if task.format == SPAN:
-        return qa.best_answers(records, encoded.example_index, encoded.offsets,
-                               [o[0] for o in outputs], [o[1] for o in outputs],
-                               task.hp["n_best_size"], task.hp["max_answer_length"], task.allow_null)
-    raise ValueError(f"cannot decode format {task.format!r}")
+    entry = task_format(task.format)
+    if entry.decode is None:
+        raise ValueError(f"cannot decode format {task.format!r}")
+    return entry.decode(task, records, encoded, outputs)
 
 
 def score(task: TaskData, records: list[dict[str, Any]], predictions: Any) -> dict[str, float]:
     """Dev metrics of predictions; ``score`` is the selection criterion (higher is better)."""
-    if task.metric == "accuracy":
-        golds = [r["label"] for r in records]
-        acc = metrics.accuracy([str(p) for p in predictions], [str(g) for g in golds])
-        return {"accuracy": acc, "score": acc}
-    if task.metric == "seqeval_f1":
-        result = metrics.seqeval_f1(predictions, [r["tags"] for r in records])
-        return {**result, "score": result["f1"]}
-    if task.metric == "token_accuracy":
-        pairs = [(p, g) for pred, r in zip(predictions, records) for p, g in zip(pred, r["tags"])]
-        acc = 100.0 * sum(p == g for p, g in pairs) / len(pairs)
-        return {"token_accuracy": acc, "score": acc}
-    if task.metric == "squad":
-        result = metrics.squad_em_f1(predictions, {r["id"]: r["answers"]["text"] or [""] for r in records})
-        return {**result, "score": (result["exact_match"] + result["f1"]) / 2}
-    raise ValueError(f"unknown dev metric {task.metric!r}")
+    if task.metric not in DEV_METRICS:
+        raise ValueError(f"unknown dev metric {task.metric!r}; known: {', '.join(DEV_METRICS)}")
+    return DEV_METRICS[task.metric](records, predictions)
 
 
 @torch.no_grad()
@@ -280,7 +260,7 @@ def mlm_loss(model: Any, task: TaskData, dev: DevSet, tokenizer: Any, device: to
 def evaluate(model: Any, task: TaskData, tokenizer: Any, device: torch.device, autocast: Any,
              max_examples: int | None = None) -> dict[str, Any]:
     """Dev metrics of one task, averaged over its dev sets (each set's own metrics kept)."""
-    if task.format == TEXT:
+    if task.metric == "mlm_loss":
         losses = {d.name: mlm_loss(model, task, d, tokenizer, device, autocast) for d in task.dev}
         loss = float(np.mean(list(losses.values())))
         return {"score": -loss, "loss": loss, "sets": losses}
@@ -302,6 +282,7 @@ def _subset(records: list[dict[str, Any]], encoded: Encoded, n: int) -> tuple[li
         [encoded.example_index[i] for i in keep],
         [encoded.word_ids[i] for i in keep] if encoded.word_ids else [],
         [encoded.offsets[i] for i in keep] if encoded.offsets else [],
+        [encoded.cls_index[i] for i in keep] if encoded.cls_index else [],
     )
 
 
@@ -345,13 +326,7 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     accelerator = Accelerator(mixed_precision=mixed_precision(hp["mixed_precision"]), cpu=not torch.cuda.is_available())
     device = accelerator.device
     n_steps = total_steps(tasks, hp)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    params = list(dict((id(p), (n, p)) for n, p in model.named_parameters()).values())
-    groups = [
-        {"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": hp["weight_decay"]},
-        {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=hp["learning_rate"], eps=hp["adam_epsilon"])
+    optimizer = torch.optim.AdamW(parameter_groups(model, hp["weight_decay"]), lr=hp["learning_rate"], eps=hp["adam_epsilon"])
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * n_steps), n_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     collators = {t.name: collator(t.format, tokenizer, t.hp) for t in tasks}

@@ -1,0 +1,9 @@
+"""Rule predict_target: zero-shot XTREME predictions of a fine-tuned target model."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from xstilts import pipeline  # noqa: E402
+
+pipeline.setup_logging(snakemake.log[0])
+pipeline.predict_target(snakemake.params.job, snakemake.input.model, snakemake.params.data_root, snakemake.output.predictions,
+                        snakemake.output.record, snakemake.threads)
