@@ -148,19 +148,23 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
 
 
 def encode_text(tokenizer: Any, lines: list[str], max_length: int) -> Encoded:
-    """Pack tokenised lines into blocks of ``max_length`` tokens for MLM (``<s> ... </s>``)."""
+    """Pack tokenised lines into blocks of ``max_length`` tokens for MLM (``<s> ... </s>``,
+    ``[CLS] ... [SEP]``: the tokenizer's classifier and separator tokens, else BOS and EOS)."""
     ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
+    # BERT tokenizers have no BOS/EOS; XLM-R's CLS/SEP are its BOS/EOS.
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     stream: list[int] = []
     for line_ids in ids:
         stream.extend(line_ids)
-        stream.append(tokenizer.eos_token_id)
+        stream.append(last)
     block = max_length - 2
     features = []
     for start in range(0, len(stream) - block + 1, block):
-        chunk = [tokenizer.bos_token_id, *stream[start : start + block], tokenizer.eos_token_id]
+        chunk = [first, *stream[start : start + block], last]
         features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
     if not features and stream:
-        chunk = [tokenizer.bos_token_id, *stream[:block], tokenizer.eos_token_id]
+        chunk = [first, *stream[:block], last]
         features.append({"input_ids": chunk, "attention_mask": [1] * len(chunk)})
     return Encoded(features, list(range(len(features))))
 
