@@ -251,3 +251,41 @@ def test_html_report_is_self_contained_with_captions(smoke_runs):
     assert "The main result: intermediate task (rows)" in html  # paper/report/matrix.rst
     assert "Per-language change over the baseline" in html      # paper/report/language_gains.rst
     assert html.count("data:image/png;base64") + html.count("iVBORw0KGgo") >= 2  # figures embedded, not linked
+
+
+# Other phase-1 architectures (model.pretrain.architecture) on a minimal grid, one run each.
+ARCHITECTURE_CONFIGS = {
+    "bert": ("smoke_bert.yaml", "bert-smoke", "BertTokenizer"),
+    "deberta-v2": ("smoke_deberta.yaml", "deberta-smoke", "DebertaV2Tokenizer"),
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURE_CONFIGS))
+def architecture_run(request, tmp_path_factory):
+    config, model, tokenizer = ARCHITECTURE_CONFIGS[request.param]
+    workdir = tmp_path_factory.mktemp(model)
+    snakemake("--configfile", str(ROOT / "tests" / "configs" / config), "--cores", "2", "--directory", str(workdir))
+    return request.param, model, tokenizer, workdir
+
+
+@pytest.mark.workflow
+def test_other_architectures_run_end_to_end(architecture_run):
+    from transformers import AutoConfig, AutoTokenizer
+
+    architecture, model, tokenizer_class, run = architecture_run
+    matrix = pd.read_csv(run / "results/tables/matrix.csv", index_col=0)
+    assert list(matrix.index) == ["baseline", "mnli"]
+    assert list(matrix.columns) == ["xnli", "xquad", "tatoeba", "avg"]
+    assert all(math.isfinite(v) for v in matrix.values.ravel())
+    assert (matrix.values >= 0).all() and (matrix.values <= 100).all()
+    metrics = json.loads((run / f"results/target/{model}/baseline/xnli/seed0/metrics.json").read_text())
+    accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
+    assert accuracy > 40.0, f"{architecture}: English XNLI dev accuracy {accuracy:.1f} is not above chance (33.3)"
+
+    encoder = run / f"results/encoders/{model}/baseline"
+    assert AutoConfig.from_pretrained(encoder, local_files_only=True).model_type == architecture
+    tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
+    assert type(tokenizer).__name__ == tokenizer_class
+    if architecture == "bert":
+        assert "token_type_ids" in tokenizer.model_input_names
+        assert (tokenizer.cls_token, tokenizer.sep_token) == ("[CLS]", "[SEP]")
