@@ -1,8 +1,8 @@
 """Phase 1: the multilingual encoder every later phase starts from.
 
-Rules: train_tokenizer, pretrain_mlm (model.source pretrain: the demo's tiny XLM-R-architecture
-MLM trained locally), download_model (a localrule: the hub encoder at its pinned commit, e.g.
-XLM-R Large) and prepare_model (model.source hub). Either way the result is a Hugging Face
+Rules: train_tokenizer, pretrain_mlm (model.source pretrain: the demo's tiny MLM, of the family
+model.pretrain.architecture, XLM-R by default, trained locally), download_model (a localrule: the
+hub encoder at its pinned commit, e.g. XLM-R Large) and prepare_model (model.source hub). Either way the result is a Hugging Face
 folder `results/encoders/{model}/baseline`, loaded by every later rule from disk.
 """
 
@@ -17,6 +17,7 @@ if EXP["model"]["source"] == "pretrain":
         params:
             code=code_version("train_tokenizer"),
             vocab_size=EXP["model"]["pretrain"]["vocab_size"],
+            architecture=EXP["model"]["pretrain"]["architecture"],
             languages=PLAN.corpus_languages(),
         log:
             log_path("train_tokenizer", "{model}"),

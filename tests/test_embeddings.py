@@ -1,7 +1,10 @@
 """Middle-layer sentence embeddings against a manual ``output_hidden_states`` computation.
 
 A tiny XLM-R (Unigram tokenizer trained on a few sentences, 4 random layers, hidden size 32)
-is built in a temporary folder; nothing is downloaded.
+is built in a temporary folder; nothing is downloaded. Every family that ``load_encoder``
+truncates gets the same check on its own tiny random model (BERT and DeBERTa-v2 with the
+phase-1 tokenizers and configs of ``xstilts.pretrain``), and a tiny GPT-2, whose last block is
+followed by a final LayerNorm, checks the ``output_hidden_states`` path for unlisted families.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import socket
 import numpy as np
 import pytest
 
-from xstilts.embeddings import default_layer, encode, load_encoder
+from xstilts import embeddings
+from xstilts.embeddings import TRUNCATION_EXACT_MODEL_TYPES, default_layer, encode, load_encoder
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -91,7 +95,7 @@ def manual(model_dir: str, sentences: list[str], layer: int, pooling: str = "mea
         if (model_dir, s, max_length) not in _HIDDEN:
             batch = tok([s], truncation=True, max_length=max_length, return_tensors="pt")
             ids = batch["input_ids"][0]
-            assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(ids) <= max_length
+            assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id and len(ids) <= max_length
             with torch.no_grad():
                 hidden = model(**batch).hidden_states
             mask = batch["attention_mask"][0].bool()
@@ -236,3 +240,124 @@ def test_task_checkpoints_load_and_missing_weights_warn(model_dir, tmp_path, cap
         "weights missing from the checkpoint, left random: "
         "encoder.layer.1.output.dense.bias, encoder.layer.1.output.dense.weight"
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Truncation only where it is exact; output_hidden_states everywhere else.
+
+DEPTH = 4
+# Options that make a family's tiny model look like its released checkpoints.
+FAMILY_OPTIONS = {
+    "deberta": {"relative_attention": True, "pos_att_type": ["c2p", "p2c"]},
+    "electra": {"embedding_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizers_dir(tmp_path_factory) -> dict[str, str]:
+    """The phase-1 tokenizers of xstilts.pretrain, trained on the test sentences."""
+    from xstilts.pretrain import ARCHITECTURES, train_tokenizer
+
+    root = tmp_path_factory.mktemp("tokenizers")
+    for name in ARCHITECTURES:
+        train_tokenizer(SENTENCES * 3, 200, root / name, name)
+    return {name: str(root / name) for name in ARCHITECTURES}
+
+
+def _tiny_model(model_type: str, tokenizers: dict[str, str], path) -> str:
+    """A random 4-block model of ``model_type`` with a phase-1 tokenizer, saved to ``path``."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from xstilts.pretrain import ARCHITECTURES, model_config
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers.get(model_type, tokenizers["xlm-roberta"]))
+    sizes = {"hidden_size": 32, "num_hidden_layers": DEPTH, "num_attention_heads": 2, "intermediate_size": 64,
+             "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    if model_type in ARCHITECTURES:
+        config = model_config(tokenizer, {**sizes, "max_position_embeddings": 512, "architecture": model_type})
+    else:
+        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                      max_position_embeddings=514, **sizes, **FAMILY_OPTIONS.get(model_type, {}))
+    assert config.model_type == model_type
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tokenizers_dir, tmp_path_factory):
+    made: dict[str, str] = {}
+
+    def get(model_type: str) -> str:
+        if model_type not in made:
+            made[model_type] = _tiny_model(model_type, tokenizers_dir, tmp_path_factory.mktemp(model_type))
+        return made[model_type]
+
+    return get
+
+
+def _blocks_run(model) -> int:
+    return model[0].model.config.num_hidden_layers
+
+
+def test_the_phase1_families_are_truncated():
+    assert {"xlm-roberta", "bert", "deberta-v2"} <= TRUNCATION_EXACT_MODEL_TYPES
+
+
+@pytest.mark.parametrize("model_type", sorted(TRUNCATION_EXACT_MODEL_TYPES))
+def test_truncation_is_exact_for_every_listed_family(family_dirs, model_type):
+    path = family_dirs(model_type)
+    for layer in (1, 3):
+        model = load_encoder(path, layer=layer, device="cpu")
+        assert _blocks_run(model) == layer  # the truncated path was taken
+        np.testing.assert_allclose(encode(model, SENTENCES, batch_size=3), manual(path, SENTENCES, layer), atol=2e-5)
+    cls = load_encoder(path, layer=2, pooling="cls", device="cpu")
+    np.testing.assert_allclose(encode(cls, SENTENCES, batch_size=4), manual(path, SENTENCES, 2, "cls"), atol=2e-5)
+
+
+def test_bert_inputs_carry_token_type_ids(family_dirs):
+    # The BERT tokenizer's own inputs reach the model: ids of segment A, all zero for one sentence.
+    model = load_encoder(family_dirs("bert"), layer=2, device="cpu")
+    features = model[0].preprocess(SENTENCES[:2])
+    assert "token_type_ids" in features and not features["token_type_ids"].any()
+    assert features["input_ids"][0, 0] == model[0].tokenizer.cls_token_id
+
+
+def test_an_unlisted_family_runs_in_full_and_reads_hidden_states(family_dirs, caplog):
+    from transformers import AutoModel, AutoTokenizer
+
+    # GPT-2 applies a final LayerNorm after its last block: a truncated GPT-2's output is *not*
+    # hidden_states[layer], which is why it must not be truncated.
+    assert "gpt2" not in TRUNCATION_EXACT_MODEL_TYPES
+    path = family_dirs("gpt2")
+    tok = AutoTokenizer.from_pretrained(path)
+    batch = tok(SENTENCES[:1], return_tensors="pt")
+    with torch.no_grad():
+        full = AutoModel.from_pretrained(path).eval()(**batch, output_hidden_states=True).hidden_states
+        cut = AutoModel.from_pretrained(path, num_hidden_layers=2).eval()(**batch).last_hidden_state
+    assert not torch.allclose(cut, full[2], atol=1e-3)
+    torch.testing.assert_close(full[DEPTH], full[-1])
+
+    for layer in (1, 2, DEPTH):
+        with caplog.at_level(logging.INFO, logger="xstilts.embeddings"):
+            model = load_encoder(path, layer=layer, device="cpu")
+        assert _blocks_run(model) == DEPTH
+        assert "not known to truncate exactly" in caplog.text
+        np.testing.assert_allclose(encode(model, SENTENCES, batch_size=3), manual(path, SENTENCES, layer), atol=2e-5)
+    cls = load_encoder(path, layer=2, pooling="cls", device="cpu")
+    np.testing.assert_allclose(encode(cls, SENTENCES, batch_size=4), manual(path, SENTENCES, 2, "cls"), atol=2e-5)
+    short = load_encoder(path, layer=3, max_length=6, device="cpu")
+    np.testing.assert_allclose(encode(short, SENTENCES), manual(path, SENTENCES, 3, max_length=6), atol=2e-5)
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "bert", "deberta-v2"])
+def test_both_paths_agree_on_the_phase1_families(family_dirs, model_type, monkeypatch):
+    path = family_dirs(model_type)
+    truncated = encode(load_encoder(path, layer=2, device="cpu"), SENTENCES, batch_size=3)
+    monkeypatch.setattr(embeddings, "TRUNCATION_EXACT_MODEL_TYPES", frozenset())
+    model = load_encoder(path, layer=2, device="cpu")
+    assert _blocks_run(model) == DEPTH
+    full = encode(model, SENTENCES, batch_size=3)
+    np.testing.assert_allclose(full, truncated, atol=2e-5)
+    np.testing.assert_allclose(full, manual(path, SENTENCES, 2), atol=2e-5)

@@ -400,3 +400,42 @@ def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
     assert deletable() == []  # the default keeps them
     models = deletable("--config", 'targets={"keep_models": false}')
     assert len(models) == 4 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)
+
+
+# Other phase-1 architectures (model.pretrain.architecture) on a minimal grid, one run each.
+# architecture -> (config, run, model, tokenizer class)
+ARCHITECTURE_CONFIGS = {
+    "bert": ("smoke_bert.yaml", "smoke-bert", "bert-smoke", "BertTokenizer"),
+    "deberta-v2": ("smoke_deberta.yaml", "smoke-deberta", "deberta-smoke", "DebertaV2Tokenizer"),
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURE_CONFIGS))
+def architecture_run(request, tmp_path_factory):
+    config, run, model, tokenizer = ARCHITECTURE_CONFIGS[request.param]
+    workdir = tmp_path_factory.mktemp(model)
+    snakemake("--configfile", str(ROOT / "tests" / "configs" / config), "--cores", "2", "--directory", str(workdir))
+    return request.param, model, tokenizer, workdir / "results" / run
+
+
+@pytest.mark.workflow
+def test_other_architectures_run_end_to_end(architecture_run):
+    from transformers import AutoConfig, AutoTokenizer
+
+    architecture, model, tokenizer_class, run = architecture_run
+    matrix = pd.read_csv(run / f"tables/{model}/matrix.csv", index_col=0)
+    assert list(matrix.index) == ["baseline", "mnli"]
+    assert list(matrix.columns) == ["xnli", "xquad", "tatoeba", "avg"]
+    assert all(math.isfinite(v) for v in matrix.values.ravel())
+    assert (matrix.values >= 0).all() and (matrix.values <= 100).all()
+    metrics = json.loads((run / f"target/{model}/baseline/xnli/seed0/metrics.json").read_text())
+    accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
+    assert accuracy > 40.0, f"{architecture}: English XNLI dev accuracy {accuracy:.1f} is not above chance (33.3)"
+
+    encoder = run / f"encoders/{model}/baseline"
+    assert AutoConfig.from_pretrained(encoder, local_files_only=True).model_type == architecture
+    tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
+    assert type(tokenizer).__name__ == tokenizer_class
+    if architecture == "bert":
+        assert "token_type_ids" in tokenizer.model_input_names
+        assert (tokenizer.cls_token, tokenizer.sep_token) == ("[CLS]", "[SEP]")

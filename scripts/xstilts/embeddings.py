@@ -4,12 +4,16 @@ The paper (via jiant's ``EmbeddingModel`` + ``MeanPoolerHead``) embeds a sentenc
 ``hidden_states[14]`` of XLM-R Large (the output of transformer block 14 of 24) over every
 non-padding position, ``<s>`` and ``</s>`` included, with inputs truncated to 512 tokens.
 
-Here the encoder is loaded with only its first ``layer`` blocks, so its last hidden state *is*
-``hidden_states[layer]`` of the full model and the upper blocks cost nothing. That identity holds
-for post-LayerNorm encoders without a norm after the last block (BERT, RoBERTa, XLM-R, ELECTRA,
-...); ``tests/test_embeddings.py`` checks it against ``output_hidden_states=True``. The truncated
-encoder and a sentence-transformers ``Pooling`` module form a ``SentenceTransformer``, which does
-the tokenisation (truncation to ``max_length``, padding to the longest sentence of a batch),
+Where it provably gives the same numbers, the encoder is loaded with only its first ``layer``
+blocks, so its last hidden state *is* ``hidden_states[layer]`` of the full model and the upper
+blocks cost nothing. That identity holds for encoders with nothing after the last block (no final
+LayerNorm): post-LayerNorm BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa(-v2), ... Only the families in
+``TRUNCATION_EXACT_MODEL_TYPES`` are truncated, and ``tests/test_embeddings.py`` checks every one
+of them against ``output_hidden_states=True``. Every other model type (pre-LN encoders, decoders
+with a final norm, anything unknown) runs all its blocks with ``output_hidden_states`` and the
+pooling reads ``hidden_states[layer]``. Either way the encoder and a sentence-transformers
+``Pooling`` module form a ``SentenceTransformer``, which does the tokenisation (truncation to
+``max_length``, padding to the longest sentence of a batch, on the tokenizer's padding side),
 length-sorted batching and device placement.
 
 Only local folders are loaded (``local_files_only``); nothing here reaches the network or changes
@@ -29,13 +33,16 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Families whose hidden_states[L] equals the output of a model truncated to L blocks.
-POST_LN_MODEL_TYPES = frozenset(
-    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet", "ernie", "xmod", "data2vec-text"}
+# Families whose hidden_states[L] equals the output of the model truncated to L blocks: nothing
+# follows the last block and no block depends on the depth. Each one is verified numerically by
+# tests/test_embeddings.py (test_truncation_is_exact_for_every_listed_family); add a family only
+# with a passing check. Pre-LN variants are separate model types (e.g. roberta-prelayernorm).
+TRUNCATION_EXACT_MODEL_TYPES = frozenset(
+    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2", "mpnet", "data2vec-text"}
 )
 POOLINGS = ("mean", "cls")
 # RoBERTa-style position ids start after the padding index, which costs pad_token_id + 1 slots.
-OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "xmod", "data2vec-text"})
+OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "xmod", "data2vec-text", "mpnet"})
 
 
 def default_layer(num_hidden_layers: int) -> int:
@@ -116,8 +123,10 @@ def load_encoder(
 
     ``model_dir`` is a local folder with a Hugging Face encoder and its tokenizer (any
     ``AutoModel`` checkpoint; task heads are ignored). ``layer`` counts blocks (1..depth; default
-    :func:`default_layer`). ``pooling`` is ``mean`` (over every non-padding token, special tokens
-    included) or ``cls`` (the first token, ``<s>``). Inputs are truncated to ``max_length``
+    :func:`default_layer`); the model is truncated to ``layer`` blocks only for the families in
+    ``TRUNCATION_EXACT_MODEL_TYPES``, others run in full with ``output_hidden_states``. ``pooling``
+    is ``mean`` (over every non-padding token, special tokens included) or ``cls`` (the first
+    non-padding token: ``<s>``, ``[CLS]``). Inputs are truncated to ``max_length``
     tokens, special tokens included. ``device`` defaults to CUDA when available, else CPU;
     ``dtype`` (a ``torch.dtype`` or its name, e.g. ``"float16"``) to bfloat16 on GPUs that
     support it, float16 on other GPUs and float32 on CPU. Weights missing from the checkpoint
@@ -148,13 +157,25 @@ def load_encoder(
             positions -= (config.pad_token_id or 0) + 1
         if max_length > positions:
             raise ValueError(f"max_length {max_length} exceeds the {positions} positions this encoder can embed")
-    if config.model_type not in POST_LN_MODEL_TYPES:
-        log.warning(
-            "model type %r is not known to be post-LayerNorm: the truncated encoder's output may "
-            "differ from hidden_states[%d] of the full model",
+    truncate = config.model_type in TRUNCATION_EXACT_MODEL_TYPES
+    if truncate:
+        config_kwargs: dict[str, Any] = {"num_hidden_layers": layer}
+        # The default output, last_hidden_state, of the truncated model.
+        output: dict[str, Any] = {}
+    else:
+        log.info(
+            "model type %r is not known to truncate exactly: running all %d blocks, reading hidden_states[%d]",
             config.model_type,
+            depth,
             layer,
         )
+        config_kwargs = {}
+        # sentence-transformers indexes the model output along this path and, because it passes
+        # through hidden_states, asks the model for output_hidden_states.
+        output = {
+            "modality_config": {"text": {"method": "forward", "method_output_name": ["hidden_states", layer]}},
+            "module_output_name": "token_embeddings",
+        }
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype.removeprefix("torch."))
@@ -163,9 +184,10 @@ def load_encoder(
         transformer = Transformer(
             model_dir,
             max_seq_length=max_length,
-            config_kwargs={"num_hidden_layers": layer, "local_files_only": True},
+            config_kwargs={**config_kwargs, "local_files_only": True},
             model_kwargs={"dtype": dtype, "local_files_only": True},
             processor_kwargs={"local_files_only": True},
+            **output,
         )
     for report in reports.reports:
         log.debug("%s", report)
@@ -175,10 +197,11 @@ def load_encoder(
     pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
     model = SentenceTransformer(modules=[transformer, pool], device=device)
     log.info(
-        "encoder %s: hidden_states[%d] of %d layers, %s pooling, max %d tokens, %s on %s",
+        "encoder %s: hidden_states[%d] of %d layers (%s), %s pooling, max %d tokens, %s on %s",
         model_dir,
         layer,
         depth,
+        "truncated" if truncate else "output_hidden_states",
         pooling,
         max_length,
         str(dtype).replace("torch.", ""),

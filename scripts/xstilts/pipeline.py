@@ -130,17 +130,18 @@ def _labels(task: TrainingTask, train_records: list[dict[str, Any]]) -> tuple[st
 # Phase 1 (demo): tokenizer and MLM pretraining
 
 
-def train_tokenizer(vocab_size: int, corpus_files: list[str], out_dir: str | Path) -> None:
+def train_tokenizer(vocab_size: int, corpus_files: list[str], out_dir: str | Path,
+                    architecture: str = "xlm-roberta") -> None:
     from xstilts.pretrain import train_tokenizer as train
 
     lines = [line for path in corpus_files for line in formats.read_lines(path)]
-    tokenizer = train(lines, vocab_size, out_dir)
+    tokenizer = train(lines, vocab_size, out_dir, architecture)
     log.info("tokenizer: %d pieces from %d lines", len(tokenizer), len(lines))
 
 
 def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: list[str], out_dir: str | Path,
                  metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
-    """Train the tiny XLM-R-architecture masked LM (the demo's phase-1 model) and save it."""
+    """Train the tiny masked LM (the demo's phase-1 model; family model.pretrain.architecture) and save it."""
     from xstilts import features, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
     from xstilts.pretrain import model_config

@@ -1,45 +1,113 @@
-"""Phase-1 stand-in for the embedded demo: an XLM-R-style tokenizer and a tiny XLM-R config.
+"""Phase-1 stand-in for the embedded demo: a tokenizer and a tiny MLM config of one architecture family.
 
-The tokenizer is a SentencePiece Unigram model (what XLM-R uses), trained single-threaded so
-that the same corpus always gives the same pieces and scores (the Unigram trainer of
-``tokenizers`` does not: its hash-map iteration order varies between processes). Its pieces
-and scores are wrapped as ``XLMRobertaTokenizer`` with XLM-R's special-token layout
-(``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>`` last), so every later stage loads
-it with ``AutoTokenizer.from_pretrained`` exactly as it would load ``xlm-roberta-large``'s.
+``model.pretrain.architecture`` picks the family; each trains its tokenizer the way that family
+does and saves it in the family's own Hugging Face classes, so every later stage loads tokenizer
+and model with ``AutoTokenizer`` / ``AutoModel`` exactly as it would load the hub checkpoint:
+
+* ``xlm-roberta`` (default): a SentencePiece Unigram model (what XLM-R uses) wrapped as
+  ``XLMRobertaTokenizer`` with XLM-R's layout (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3,
+  ``<mask>`` last) and an ``XLMRobertaConfig``.
+* ``bert``: a cased WordPiece vocabulary (``[PAD]``=0, ``[UNK]``=1, ``[CLS]``=2, ``[SEP]``=3,
+  ``[MASK]``=4, then ``##`` continuations, characters and merges) as ``BertTokenizer``, whose
+  inputs include ``token_type_ids``, and a ``BertConfig`` with two segment types.
+* ``deberta-v2``: a SentencePiece Unigram model with mDeBERTa-v3's layout (``[PAD]``=0,
+  ``[CLS]``=1, ``[SEP]``=2, ``[UNK]``=3, ``[MASK]`` last) as ``DebertaV2Tokenizer``, and a
+  ``DebertaV2Config`` with mDeBERTa-v3's disentangled relative attention.
+
+Training is deterministic: the same corpus gives byte-identical tokenizer files in any process.
+SentencePiece runs single-threaded (the Unigram trainer of ``tokenizers`` is not deterministic:
+its hash-map iteration order varies between processes). The WordPiece trainer of ``tokenizers``
+numbers the ``##`` continuation symbols in hash-map order, which changes which merge wins a tie;
+declaring those symbols up front, sorted, fixes their ids and so the whole merge sequence.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+DEFAULT_ARCHITECTURE = "xlm-roberta"
+# Tokenizer classes refuse longer inputs; the model's own position limit is in its config.
+MODEL_MAX_LENGTH = 512
 
 
-def train_tokenizer(lines: Iterable[str], vocab_size: int, out_dir: str | Path) -> Any:
-    """Train a Unigram tokenizer on ``lines`` and save it as an XLM-R tokenizer folder.
+def _sentencepiece_vocab(lines: list[str], vocab_size: int, pieces: dict[str, int]) -> list[tuple[str, float]]:
+    """(piece, score) of a Unigram model trained on ``lines``, special pieces at the given ids.
 
-    ``vocab_size`` is a cap: a small corpus yields fewer pieces.
-    """
+    ``pieces`` maps the roles pad, bos, eos and unk to ``(piece, id)`` for SentencePiece."""
     import sentencepiece as spm
-    from transformers import XLMRobertaTokenizer
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(lines)), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type="unigram",
         hard_vocab_limit=False, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
-        input_sentence_size=0, bos_id=0, pad_id=1, eos_id=2, unk_id=3, minloglevel=2,
+        input_sentence_size=0, minloglevel=2, **pieces,
     )
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
+    return [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
+
+
+def _xlmr_tokenizer(lines: list[str], vocab_size: int) -> Any:
+    from transformers import XLMRobertaTokenizer
+
+    vocab = _sentencepiece_vocab(lines, vocab_size, {"bos_id": 0, "pad_id": 1, "eos_id": 2, "unk_id": 3})
     vocab.append(("<mask>", 0.0))
-    tokenizer = XLMRobertaTokenizer(vocab=vocab)
-    tokenizer.model_max_length = 512
-    tokenizer.save_pretrained(out_dir)
-    return tokenizer
+    return XLMRobertaTokenizer(vocab=vocab)
 
 
-def model_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
-    """An ``XLMRobertaConfig`` for the tokenizer's vocabulary and the requested architecture."""
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _bert_tokenizer(lines: list[str], vocab_size: int) -> Any:
+    import json
+
+    from tokenizers import Tokenizer, models, trainers
+    from transformers import BertTokenizer
+
+    # Multilingual BERT's text handling: cased, accents kept, CJK characters split off.
+    empty = BertTokenizer(do_lower_case=False)
+    trainee = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    trainee.normalizer = empty.backend_tokenizer.normalizer
+    trainee.pre_tokenizer = empty.backend_tokenizer.pre_tokenizer
+    continuations = set()
+    for line in lines:
+        for word, _ in trainee.pre_tokenizer.pre_tokenize_str(trainee.normalizer.normalize_str(line)):
+            continuations.update(word[1:])
+    # Exactly the "##" symbols the trainer would add itself, but numbered in sorted order.
+    declared = [*BERT_SPECIAL_TOKENS, *(f"##{c}" for c in sorted(continuations))]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=declared, show_progress=False)
+    trainee.train_from_iterator(lines, trainer)
+    vocab = json.loads(trainee.to_str())["model"]["vocab"]
+    return BertTokenizer(vocab=vocab, do_lower_case=False)
+
+
+def _deberta_v2_tokenizer(lines: list[str], vocab_size: int) -> Any:
+    from transformers import DebertaV2Tokenizer
+
+    vocab = _sentencepiece_vocab(lines, vocab_size, {
+        "pad_id": 0, "pad_piece": "[PAD]", "bos_id": 1, "bos_piece": "[CLS]",
+        "eos_id": 2, "eos_piece": "[SEP]", "unk_id": 3, "unk_piece": "[UNK]",
+    })
+    vocab.append(("[MASK]", 0.0))
+    return DebertaV2Tokenizer(vocab=vocab, unk_id=3, do_lower_case=False, split_by_punct=False)
+
+
+def _common(tokenizer: Any, arch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": arch["hidden_size"],
+        "num_hidden_layers": arch["num_hidden_layers"],
+        "num_attention_heads": arch["num_attention_heads"],
+        "intermediate_size": arch["intermediate_size"],
+        "pad_token_id": tokenizer.pad_token_id,
+        "hidden_dropout_prob": arch["hidden_dropout_prob"],
+        "attention_probs_dropout_prob": arch["attention_probs_dropout_prob"],
+    }
+
+
+def _xlmr_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
     from transformers import XLMRobertaConfig
 
     return XLMRobertaConfig(
@@ -49,11 +117,87 @@ def model_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
         num_attention_heads=arch["num_attention_heads"],
         intermediate_size=arch["intermediate_size"],
         # RoBERTa positions start after the padding index, hence the +2.
-        max_position_embeddings=arch.get("max_position_embeddings", 256) + 2,
+        max_position_embeddings=arch["max_position_embeddings"] + 2,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         type_vocab_size=1,
-        hidden_dropout_prob=arch.get("hidden_dropout_prob", 0.1),
-        attention_probs_dropout_prob=arch.get("attention_probs_dropout_prob", 0.1),
+        hidden_dropout_prob=arch["hidden_dropout_prob"],
+        attention_probs_dropout_prob=arch["attention_probs_dropout_prob"],
     )
+
+
+def _bert_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(
+        **_common(tokenizer, arch),
+        max_position_embeddings=arch["max_position_embeddings"],
+        type_vocab_size=2,  # segments A and B of sentence pairs, as in BERT
+    )
+
+
+def _deberta_v2_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
+    from transformers import DebertaV2Config
+
+    positions = arch["max_position_embeddings"]
+    return DebertaV2Config(
+        **_common(tokenizer, arch),
+        max_position_embeddings=positions,
+        # mDeBERTa-v3: no absolute positions or segment embeddings; disentangled attention
+        # (content-to-position and position-to-content) over log-bucketed relative positions,
+        # 256 buckets for 512 positions (scaled here), keys shared between content and position.
+        type_vocab_size=0,
+        relative_attention=True,
+        max_relative_positions=-1,
+        position_buckets=max(1, positions // 2),
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        # The MLM head of DeBERTa proper (tied to the input embeddings), not the legacy BERT-style one.
+        legacy=False,
+    )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one model family trains its tokenizer and configures its model."""
+
+    model_type: str
+    tokenizer: Callable[[list[str], int], Any]
+    config: Callable[[Any, dict[str, Any]], Any]
+
+
+ARCHITECTURES = {
+    "xlm-roberta": Architecture("xlm-roberta", _xlmr_tokenizer, _xlmr_config),
+    "bert": Architecture("bert", _bert_tokenizer, _bert_config),
+    "deberta-v2": Architecture("deberta-v2", _deberta_v2_tokenizer, _deberta_v2_config),
+}
+
+
+def architecture(name: str) -> Architecture:
+    """The registry entry for ``model.pretrain.architecture`` ``name``."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model.pretrain.architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def train_tokenizer(lines: Iterable[str], vocab_size: int, out_dir: str | Path,
+                    architecture_name: str = DEFAULT_ARCHITECTURE) -> Any:
+    """Train the tokenizer of ``architecture_name`` on ``lines`` and save it to ``out_dir``.
+
+    ``vocab_size`` is a cap: a small corpus yields fewer pieces.
+    """
+    tokenizer = architecture(architecture_name).tokenizer(list(lines), vocab_size)
+    tokenizer.model_max_length = MODEL_MAX_LENGTH
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def model_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
+    """The model config for the tokenizer's vocabulary and the requested architecture.
+
+    ``arch`` holds the ``model.pretrain`` sizes and optionally ``architecture`` (the family,
+    default ``xlm-roberta``)."""
+    return architecture(arch["architecture"]).config(tokenizer, arch)
