@@ -70,7 +70,8 @@ def tiny_encoder(tiny_bench, tmp_path_factory) -> Path:
     lines = [line for lang in ("en", "de", "zh") for line in formats.read_lines(tiny_bench / "mlm_corpus" / lang / "train.txt")]
     tokenizer = train_tokenizer(lines, 400, out)
     set_seed(0)
-    arch = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-            "max_position_embeddings": 256, "attention_probs_dropout_prob": 0.0}
+    arch = {"architecture": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 256, "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.0}
     MultiTaskModel.build(model_config(tokenizer, arch), {"mlm": HeadSpec("text")}).save_head_model("mlm", out, tokenizer)
     return out

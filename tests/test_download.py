@@ -262,7 +262,9 @@ def test_prepare_model_links_verified_files_and_loads_them_offline(tmp_path):
     # A tiny hub-like model folder (built directly: MultiTaskModel would silence transformers' logs).
     downloaded = tmp_path / "resources" / "models" / "tiny"
     tokenizer = train_tokenizer([f"line {i} of a small corpus" for i in range(200)], 60, downloaded)
-    arch = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
+    arch = {"architecture": "xlm-roberta", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 32, "max_position_embeddings": 256, "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1}
     AutoModel.from_config(model_config(tokenizer, arch)).save_pretrained(downloaded)
     sums = {p.name: download.sha256_file(p) for p in downloaded.iterdir()}
     (downloaded / "source.json").write_text(json.dumps({"repo_id": "org/tiny", "revision": "a" * 40, "sha256": sums}))
