@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, STAGE_TASKS, TARGET_TRAININGS
+from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, MULTITASK, STAGE_TASKS, TARGET_TRAININGS
 
 OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "targets", "seeds", "retrieval", "reasoning")
 
@@ -293,7 +293,7 @@ def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dic
     section = exp["intermediate"] if phase == "intermediate" else exp["targets"]
     if phase == "target" and task is not None and task not in TARGET_TRAININGS and task not in STAGE_TASKS:
         raise ConfigError(f"config: unknown target training {task!r}")
-    if phase == "intermediate" and task is not None and task not in INTERMEDIATE_TASKS and task != "multitask":
+    if phase == "intermediate" and task is not None and task not in INTERMEDIATE_TASKS and task != MULTITASK:
         raise ConfigError(f"config: unknown intermediate task {task!r}")
     # section["hparams"] is complete (resolve fills the schema defaults); task_hparams entries
     # are partial overrides.
