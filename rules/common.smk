@@ -103,7 +103,7 @@ def data_dirs(datasets):
 
 def encoder_dir(wildcards):
     """Phase-1 encoder for the baseline row, else the phase-2 (intermediate) encoder."""
-    return f"{RESULTS}/encoders/{wildcards.model}/{getattr(wildcards, 'encoder', BASELINE)}"
+    return f"{ENCODERS.format(model=wildcards.model)}/{getattr(wildcards, 'encoder', BASELINE)}"
 
 
 def intermediate_data(wildcards):
@@ -129,7 +129,7 @@ def prediction_folder(model, encoder, target, seed):
     """The XTREME prediction folder holding `<target>/test-<lang>.*` of one run of one target."""
     training = TARGET_TASKS[target].training
     if training is None:
-        return f"{RESULTS}/retrieval/{model}/{encoder}/predictions"
+        return f"{RETRIEVAL.format(model=model, encoder=encoder)}/predictions"
     return f"{TARGET_RUN.format(model=model, encoder=encoder, training=training, seed=seed)}/predictions"
 
 
@@ -178,7 +178,7 @@ def all_target_metrics(wildcards):
 
 def all_retrieval_details(task):
     def files(wildcards):
-        return [f"{RESULTS}/retrieval/{wildcards.model}/{e}/{task}.json" for e in PLAN.encoders] if task in PLAN.targets else []
+        return [f"{RETRIEVAL.format(model=wildcards.model, encoder=e)}/{task}.json" for e in retrieval_detail_keys(task)]
 
     return files
 
@@ -193,7 +193,7 @@ def retrieval_detail_keys(task):
 # finished working directory would re-run every rule reading them. A rule gets instead, as a
 # param, each file's path relative to the workflow folder and its sha256: editing a file
 # re-runs exactly the rules that read it, moving the checkout re-runs nothing. Scripts open
-# them with workflow_path().
+# them relative to the workflow folder (the parent of snakemake.scriptdir).
 PAPER_DIR = f"{workflow.basedir}/paper"
 
 

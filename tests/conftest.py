@@ -17,6 +17,20 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests (use with pytest.mark.usefixtures).
+
+    A 32-wide model gains nothing from threads, and on a busy 2-core machine two spinning OpenMP
+    threads make each tiny matmul 50x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def raw_config() -> dict:
     with open(ROOT / "config.yaml", encoding="utf-8") as f:

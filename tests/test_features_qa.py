@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xstilts import features, formats, qa
+from xstilts import features, formats, qa, task_formats
 from xstilts.tasks import NER_TAGS
 
 
@@ -21,7 +21,7 @@ HP = {"max_seq_length": 48, "doc_stride": 16, "max_query_length": 64}
 
 def test_span_positions_recover_the_answer(tokenizer, tiny_bench):
     records = formats.read_dataset(tiny_bench, "squad_v1", "en", "train")
-    enc = features.encode("span_qa", tokenizer, records, HP, train=True)
+    enc = task_formats.encode("span_qa", tokenizer, records, HP, train=True)
     assert len(enc.features) > len(records)  # long contexts make several windows
     hits = 0
     for feat, ex, offsets in zip(enc.features, enc.example_index, enc.offsets):
@@ -61,7 +61,7 @@ def test_best_answers_combines_windows():
 def test_tagging_labels_only_first_subwords(tokenizer):
     records = [{"id": "t", "tokens": ["Krosuburo", "lives", "in", "Port", "Sela", "."],
                 "tags": ["B-PER", "O", "O", "B-LOC", "I-LOC", "O"]}]
-    enc = features.encode("tagging", tokenizer, records, HP, NER_TAGS)
+    enc = task_formats.encode("tagging", tokenizer, records, HP, NER_TAGS)
     labels, words = enc.features[0]["labels"], enc.word_ids[0]
     labelled = [(w, NER_TAGS[label]) for w, label in zip(words, labels) if label != features.IGNORE]
     assert labelled == list(enumerate(records[0]["tags"]))
@@ -70,7 +70,7 @@ def test_tagging_labels_only_first_subwords(tokenizer):
 
 def test_choice_features_pair_context_with_each_choice(tokenizer):
     records = [{"id": "c", "context": "Anna buys a pear .", "question": "what ?", "choices": ["pear", "car", "saw"], "label": 0}]
-    enc = features.encode("multiple_choice", tokenizer, records, HP)
+    enc = task_formats.encode("multiple_choice", tokenizer, records, HP)
     assert len(enc.features[0]["input_ids"]) == 3 and enc.features[0]["labels"] == 0
     pear, car, saw = enc.features[0]["input_ids"]
     # the same context and question, then the choice: sequences differ only after a common prefix

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from xstilts import features, formats, qa, training
+from xstilts import features, formats, qa, task_formats, training
 from xstilts.modeling import HeadSpec, MultiTaskModel
 from xstilts.task_formats import DEV_METRICS, TASK_FORMATS
 from xstilts.tasks import (
@@ -128,7 +128,7 @@ def test_segment_ids_reach_the_model(family, tiny_bench, fmt, dataset):
     assert "token_type_ids" in tokenizer.model_input_names
     records = formats.read_dataset(tiny_bench, dataset, "en", "dev")[:6]
     labels = DATASETS[dataset].labels
-    encoded = features.encode(fmt, tokenizer, records, HP, labels, train=True)
+    encoded = task_formats.encode(fmt, tokenizer, records, HP, labels, train=True)
     for f in encoded.features:
         # One sequence per feature, or (multiple choice) one per choice.
         sequences = zip(*(([f[k]] if fmt != CHOICE else f[k]) for k in ("input_ids", "token_type_ids")))
@@ -153,7 +153,7 @@ def test_segment_ids_reach_the_model(family, tiny_bench, fmt, dataset):
 def test_span_no_answer_is_the_cls_position(family, tiny_bench):
     tokenizer, _ = family
     records = formats.read_dataset(tiny_bench, "squad_v1", "en", "dev")[:6]
-    encoded = features.encode(SPAN, tokenizer, records, {**HP, "max_seq_length": 32, "doc_stride": 8}, train=True)
+    encoded = task_formats.encode(SPAN, tokenizer, records, {**HP, "max_seq_length": 32, "doc_stride": 8}, train=True)
     assert len(encoded.features) > len(records)  # several windows, most without the answer
     nulls = 0
     for f, cls in zip(encoded.features, encoded.cls_index):
@@ -170,7 +170,7 @@ def test_cls_position_follows_the_tokenizer_not_position_zero(bert, tiny_bench):
     records = formats.read_dataset(tiny_bench, "squad_v1", "en", "dev")[:2]
     ids = [tokenizer.pad_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id, 7, tokenizer.sep_token_id]
     assert features.no_answer_index(tokenizer, ids) == 2
-    encoded = features.encode(SPAN, tokenizer, records, HP)
+    encoded = task_formats.encode(SPAN, tokenizer, records, HP)
     assert encoded.cls_index == [f["input_ids"].index(tokenizer.cls_token_id) for f in encoded.features]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xstilts import formats, pipeline, training
+from xstilts import formats, pipeline, task_formats, training
 from xstilts.config import hparam_defaults
 from xstilts.modeling import HeadSpec, MultiTaskModel
 from xstilts.tasks import INTERMEDIATE_TASKS, TARGET_TRAININGS
@@ -139,9 +139,7 @@ def test_predictions_are_decoded_per_format(tiny_bench, tiny_encoder, tokenizer)
     training.set_seed(0)
     model = MultiTaskModel.build(tiny_encoder, {"udpos": HeadSpec("tagging", data.labels)})
     records = formats.read_dataset(tiny_bench, "udpos", "de", "test")
-    from xstilts import features
-
-    preds = training.predict(model, data, records, features.encode("tagging", tokenizer, records, data.hp, data.labels), tokenizer)
+    preds = training.predict(model, data, records, task_formats.encode("tagging", tokenizer, records, data.hp, data.labels), tokenizer)
     assert [len(p) for p in preds] == [len(r["tokens"]) for r in records]
     assert set(np.concatenate(preds)) <= set(data.labels)
 

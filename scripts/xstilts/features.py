@@ -32,17 +32,6 @@ class Encoded:
     cls_index: list[int] = field(default_factory=list)
 
 
-def encode(fmt: str, tokenizer: Any, records: list[dict[str, Any]], hp: dict[str, Any],
-           labels: tuple[str, ...] = (), train: bool = False) -> Encoded:
-    """Encode records of format ``fmt`` (see formats.py) for training or prediction."""
-    from xstilts.task_formats import task_format
-
-    entry = task_format(fmt)
-    if entry.encode is None:
-        raise ValueError(f"format {fmt!r} is not encoded into model features (it trains no head)")
-    return entry.encode(tokenizer, records, hp, labels, train)
-
-
 def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
     """Feature i's model inputs: the tokenizer's ``model_input_names`` that it returned."""
     return {k: enc[k][i] for k in tokenizer.model_input_names if k in enc}

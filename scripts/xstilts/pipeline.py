@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from xstilts import formats
-from xstilts.task_formats import task_format
+from xstilts.task_formats import encode, task_format
 from xstilts.tasks import (
     DATASETS,
     INTERMEDIATE_TASKS,
@@ -174,7 +174,7 @@ def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: l
 
 def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, tokenizer: Any,
                dev_sources: list[Source] | tuple[Source, ...]) -> Any:
-    from xstilts import features, training
+    from xstilts import training
 
     train_records: list[dict[str, Any]] = []
     for s in task.train:
@@ -186,10 +186,10 @@ def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, to
     for s in dev_sources:
         records = formats.read_dataset(data_root, s.dataset, s.lang, s.split)
         dev_sets.append(training.DevSet(f"{s.dataset}/{s.lang}/{s.split}", records,
-                                        features.encode(task.format, tokenizer, records, hp, labels)))
+                                        encode(task.format, tokenizer, records, hp, labels)))
     return training.TaskData(
         task.name, task.format, task.metric, hp, labels,
-        train=features.encode(task.format, tokenizer, train_records, hp, labels, train=True),
+        train=encode(task.format, tokenizer, train_records, hp, labels, train=True),
         dev=dev_sets,
         allow_null=_allow_null(task),
     )
@@ -286,7 +286,7 @@ def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | 
     (``job["hparams"]``) and decoding span QA with ``job["prediction"]``. ``record_path`` gets
     the predicted example counts, the job and the sha256 of the model and test files read.
     """
-    from xstilts import features, training
+    from xstilts import training
     from xstilts.modeling import MultiTaskModel, head_labels
 
     training.configure_determinism(threads)
@@ -305,7 +305,7 @@ def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | 
         ext = TARGET_TASKS[target].ext
         for lang in langs:
             records = formats.read_dataset(data_root, target, lang, "test")
-            encoded = features.encode(task.format, tokenizer, records, hp, decoding.labels)
+            encoded = encode(task.format, tokenizer, records, hp, decoding.labels)
             preds = training.predict(model, decoding, records, encoded, tokenizer)
             write(formats.xtreme_file(prediction_dir, target, lang, ext), preds)
             counts[f"{target}/{lang}"] = len(records)

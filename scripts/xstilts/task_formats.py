@@ -247,6 +247,15 @@ TASK_FORMATS: dict[str, TaskFormat] = {
 }
 
 
+def encode(fmt: str, tokenizer: Any, records: list[dict[str, Any]], hp: dict[str, Any],
+           labels: tuple[str, ...] = (), train: bool = False) -> Encoded:
+    """Encode records of format ``fmt`` (see formats.py) for training or prediction."""
+    entry = task_format(fmt)
+    if entry.encode is None:
+        raise ValueError(f"format {fmt!r} is not encoded into model features (it trains no head)")
+    return entry.encode(tokenizer, records, hp, labels, train)
+
+
 def task_format(name: str) -> TaskFormat:
     """The registry entry of a format, with an error naming the known ones."""
     try:
