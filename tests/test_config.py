@@ -139,3 +139,30 @@ def test_both_presets_resolve_with_their_multitask_rows(config):
         config["preset"] = preset
         exp = resolve(copy.deepcopy(config))
         assert exp["intermediate"]["multitask"]["enabled"] is True
+
+
+# ------------------------------------------------------------------------------------------
+# Mistakes that used to pass validation (issue 13)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"languages": ["en", "de", "xx"]}, r"languages: 'xx' is not a language of any task; known languages: af, ar"),
+    ({"targets": {"languages": {"xnli": ["en", "ja"]}}},
+     r"targets.languages.xnli: 'ja' is not a language of xnli; its languages are ar, bg, de, el, en, es, fr, hi"),
+    ({"languages": "en"}, r"languages: 'en' is not allowed; expected 'all' or a list of language codes \(e.g. \[en, de\]\)"),
+    ({"intermediate": {"tasks": [], "multitask": {"enabled": False}}},
+     r"intermediate.tasks is empty, .*name at least one intermediate task"),
+    ({"targets": {"task_hparams": {"xnli": {"max_seq_length": 512}}}},
+     r"targets.task_hparams.xnli.max_seq_length is 512, more than the 256 positions of the model"),
+    ({"preset": "paper", "model": {"hub": {"revision": "main"}}},
+     r"model.hub.revision 'main' is not a commit id \(40 hex characters\).*record_revision: true"),
+])
+def test_config_mistakes_are_errors_before_any_job(config, override, message):
+    config.update(override)
+    with pytest.raises(ConfigError, match=message):
+        resolve(config)
+
+
+def test_a_branch_revision_passes_when_it_is_to_be_recorded(config):
+    config.update({"preset": "paper", "model": {"hub": {"revision": "main", "record_revision": True}}})
+    assert resolve(config)["model"]["hub"]["revision"] == "main"

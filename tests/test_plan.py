@@ -85,7 +85,7 @@ def test_job_settings_only_hold_what_the_job_uses(demo_exp):
 
 def test_multitask_job(raw_config):
     config = copy.deepcopy(raw_config)
-    config["intermediate"] = {"task_hparams": {"squad_v1": {"max_seq_length": 384, "batch_size": 8}}}
+    config["intermediate"] = {"task_hparams": {"squad_v1": {"max_seq_length": 192, "batch_size": 8}}}
     multitask = Plan(resolve(config)).intermediate_job("multitask")
     nine = ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa"]
     assert multitask["tasks"] == nine and list(multitask["task_hparams"]) == nine
@@ -93,7 +93,7 @@ def test_multitask_job(raw_config):
     assert {k: multitask["hparams"][k] for k in ("learning_rate", "epochs", "batch_size", "max_seq_length")} == \
         {"learning_rate": 2.0e-3, "epochs": 2, "batch_size": 32, "max_seq_length": 128}
     squad, mnli = multitask["task_hparams"]["squad_v1"], multitask["task_hparams"]["mnli"]
-    assert (squad["max_seq_length"], squad["batch_size"], squad["learning_rate"]) == (384, 8, 2.0e-3)
+    assert (squad["max_seq_length"], squad["batch_size"], squad["learning_rate"]) == (192, 8, 2.0e-3)
     assert (mnli["max_seq_length"], mnli["batch_size"]) == (128, 32)
     assert multitask["examples_cap"] is None and multitask["seed"] == 0
 

@@ -183,7 +183,13 @@ def test_config_errors_of_the_reasoning_keys(raw_config):
         resolve(config)
     config = copy.deepcopy(raw_config)
     config["targets"] = {"languages": {"xcopa": ["de"]}}
-    with pytest.raises(ConfigError, match="target xcopa .* no language left after the filter targets.languages.xcopa"):
+    with pytest.raises(ConfigError, match="targets.languages.xcopa: 'de' is not a language of xcopa; its languages are et"):
+        resolve(config)
+    config = copy.deepcopy(raw_config)
+    config["languages"] = ["en", "de"]  # no XCOPA language, and no per-target filter for XCOPA
+    config["presets"]["demo"]["targets"]["languages"] = {}
+    config["targets"] = {"tasks": ["xnli", "xcopa"]}
+    with pytest.raises(ConfigError, match="target xcopa .* no language left after the filter languages"):
         resolve(config)
 
 

@@ -176,3 +176,43 @@ def test_bf16_training_runs_on_cpu(tiny_bench, tiny_encoder, tokenizer, tmp_path
     after = _weights(model)
     assert all(v.dtype == before[k].dtype for k, v in after.items())  # float32 weights, bf16 compute
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------------------------------------------------------
+# Nothing untrusted is executed (issue 13): checkpoints load as weights only, models from
+# safetensors only, no remote code.
+
+
+def test_a_resume_checkpoint_loads_as_weights_only(tiny_bench, tiny_encoder, tokenizer, tmp_path):
+    params = hp(max_steps=2, eval_every_steps=1)
+    data = task_data("mnli", params, tiny_bench, tokenizer)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+    training.train(model, [data], tokenizer, params, 0, tmp_path / "c", "fp")
+    saved = torch.load(tmp_path / "c" / "state.pt", map_location="cpu", weights_only=True)
+    assert saved["fingerprint"] == "fp" and saved["state"]["step"] == 2
+    # The numpy RNG state round-trips through its plain-list form.
+    training._set_rng_state(saved["rng"])
+    assert training._rng_state()["numpy"] == saved["rng"]["numpy"]
+
+
+def test_a_model_folder_with_only_pickled_weights_is_refused(tiny_encoder, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_encoder, pickled)
+    weights = pickled / "model.safetensors"
+    torch.save(load_file(weights), pickled / "pytorch_model.bin")
+    weights.unlink()
+    with pytest.raises(OSError, match="safetensors"):
+        MultiTaskModel.build(pickled, {"x": HeadSpec("pair_classification", ("a", "b"))})
+
+
+def test_no_code_enables_remote_code():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "scripts"
+    offending = [str(p) for p in root.rglob("*.py") if "trust_remote_code=True" in p.read_text().replace(" ", "")]
+    assert offending == []

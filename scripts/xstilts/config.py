@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -80,8 +81,24 @@ def _validate(instance: Any, sch: dict[str, Any], root: str) -> None:
         # The deepest error is usually the most specific; oneOf errors are reported by context.
         error = errors[0]
         if error.context:
-            error = max(error.context, key=lambda e: len(e.absolute_path))
+            deepest = max(error.context, key=lambda e: len(e.absolute_path))
+            if error.validator == "oneOf" and len(deepest.absolute_path) == len(error.absolute_path):
+                # The value fits none of the alternatives as a whole (`languages: en`): name them.
+                raise ConfigError(f"config: {_path(error, root)}: {error.instance!r} is not allowed; expected "
+                                  f"{' or '.join(_alternative(o, sch) for o in error.validator_value)}")
+            error = deepest
         raise ConfigError(f"config: {_describe(error, root)}")
+
+
+def _alternative(option: dict[str, Any], root: dict[str, Any]) -> str:
+    """A oneOf alternative in words: a constant, or a list (of what), or its type."""
+    option = _resolve_ref(option, root)
+    if "const" in option:
+        return repr(option["const"])
+    if option.get("type") == "array":
+        languages = option.get("items", {}).get("$ref") == "#/$defs/language"
+        return "a list of language codes (e.g. [en, de])" if languages else "a list"
+    return str(option.get("type", "a value"))
 
 
 def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -232,10 +249,17 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
         depth = exp["model"]["pretrain"]["num_hidden_layers"]
         if layer > depth:
             raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
+    if not exp["intermediate"]["tasks"]:
+        raise ConfigError("config: intermediate.tasks is empty, so the grid has no intermediate-task row to compare "
+                          "with the baseline; name at least one intermediate task (the paper's nine: "
+                          f"{', '.join(INTERMEDIATE_TASKS)})")
     if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
         raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
     _check_multitask_hparams(exp)
+    _check_language_codes(exp)
     _check_target_languages(exp, name)
+    _check_hub_revision(exp)
+    _check_sequence_lengths(exp)
 
 
 def language_filter(exp: dict[str, Any], target: str | None = None) -> str | list[str]:
@@ -275,6 +299,54 @@ def _check_multitask_hparams(exp: dict[str, Any]) -> None:
                     "value), set it in intermediate.hparams for every run, or set intermediate.multitask.enabled: "
                     "false. Per task, the multi-task run honours batch_size, grad_accum, max_seq_length and epochs."
                 )
+
+
+def _check_language_codes(exp: dict[str, Any]) -> None:
+    """Every language named in a filter is a language of some task (or of the target it filters).
+
+    An unknown code would otherwise be dropped silently, and a target filter naming a language
+    the target lacks would silently narrow the target (XNLI scored on English alone, say)."""
+    known = sorted({lang for d in DATASETS.values() for langs in d.splits.values() for lang in langs})
+    if exp["languages"] != "all":
+        unknown = [lang for lang in exp["languages"] if lang not in known]
+        if unknown:
+            raise ConfigError(f"config: languages: {', '.join(map(repr, unknown))} is not a language of any task; "
+                              f"known languages: {', '.join(known)}")
+    for target, langs in exp["targets"]["languages"].items():
+        official = DATASETS[target].languages("test")
+        if langs != "all":
+            missing = [lang for lang in langs if lang not in official]
+            if missing:
+                raise ConfigError(f"config: targets.languages.{target}: {', '.join(map(repr, missing))} is not a "
+                                  f"language of {target}; its languages are {', '.join(official)}")
+
+
+def _check_hub_revision(exp: dict[str, Any]) -> None:
+    """A hub revision is a commit id, checked now rather than when the download runs."""
+    hub = exp["model"]["hub"]
+    if exp["model"]["source"] == "hub" and not hub["record_revision"] and not re.fullmatch(r"[0-9a-f]{40}", hub["revision"]):
+        raise ConfigError(f"config: model.hub.revision {hub['revision']!r} is not a commit id (40 hex characters); "
+                          "pin the commit of the hub repository, or set model.hub.record_revision: true to resolve a "
+                          "branch or tag at download time and record the commit it names")
+
+
+def _check_sequence_lengths(exp: dict[str, Any]) -> None:
+    """No training asks for more tokens than the locally pretrained model has positions.
+
+    (A hub model's positions are known only once it is downloaded; prepare_model reports them.)"""
+    if exp["model"]["source"] != "pretrain":
+        return
+    positions = exp["model"]["pretrain"]["max_position_embeddings"]
+    sections = {"model.pretrain.hparams": exp["model"]["pretrain"]["hparams"]}
+    for phase in ("intermediate", "targets"):
+        sections[f"{phase}.hparams"] = exp[phase]["hparams"]
+        sections.update({f"{phase}.task_hparams.{t}": hp for t, hp in exp[phase]["task_hparams"].items()})
+    for where, hp in sections.items():
+        length = hp.get("max_seq_length")  # task_hparams entries are partial overrides
+        if length is not None and length > positions:
+            raise ConfigError(f"config: {where}.max_seq_length is {hp['max_seq_length']}, more than the "
+                              f"{positions} positions of the model (model.pretrain.max_position_embeddings); "
+                              "lower it or raise max_position_embeddings")
 
 
 def _check_target_languages(exp: dict[str, Any], name: str) -> None:

@@ -185,7 +185,7 @@ def load_encoder(
             model_dir,
             max_seq_length=max_length,
             config_kwargs={**config_kwargs, "local_files_only": True},
-            model_kwargs={"dtype": dtype, "local_files_only": True},
+            model_kwargs={"dtype": dtype, "local_files_only": True, "use_safetensors": True},
             processor_kwargs={"local_files_only": True},
             **output,
         )

@@ -77,7 +77,8 @@ class MultiTaskModel(nn.Module):
             encoder = AutoModel.from_config(config)
         else:
             config = AutoConfig.from_pretrained(encoder_source)
-            encoder = AutoModel.from_pretrained(encoder_source)
+            # Weights from safetensors only: a folder holding only pickled weights is refused.
+            encoder = AutoModel.from_pretrained(encoder_source, use_safetensors=True)
         heads = {}
         for name, spec in specs.items():
             head_config = copy.deepcopy(config)
@@ -119,7 +120,7 @@ class MultiTaskModel(nn.Module):
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:
     """Load a fine-tuned task model saved by ``save_head_model``."""
     with quiet_transformers():
-        return task_format(fmt).head_class().from_pretrained(model_dir)
+        return task_format(fmt).head_class().from_pretrained(model_dir, use_safetensors=True)
 
 
 def head_labels(model: nn.Module, fmt: str) -> tuple[str, ...]:

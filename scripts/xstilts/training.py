@@ -181,7 +181,11 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # Plain lists, tuples, numbers and tensors only, so the checkpoint loads with weights_only=True
+    # (no pickled objects are ever executed on resume).
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -189,7 +193,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -336,7 +341,7 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     state = {"step": 0, "best_score": None, "best_step": 0, "bad_evals": 0, "history": [], "best_results": None}
     state_file, best_file = checkpoint_dir / "state.pt", checkpoint_dir / "best.pt"
     if state_file.exists():
-        saved = torch.load(state_file, map_location="cpu", weights_only=False)
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
         if saved.get("fingerprint") == run_fingerprint:
             accelerator.unwrap_model(model).load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
