@@ -286,7 +286,7 @@ def test_every_non_local_job_went_through_sbatch(slurm_runs):
     non_local = {job for job in expected if job[0] not in LOCAL_RULES}
     subs = slurm_runs["failing"]["submissions"] + slurm_runs["rerun"]["submissions"]
     assert {(s["rule"], s["wildcards"]) for s in subs} == non_local
-    assert len(non_local) == 29  # tokenizer, MLM, 3 intermediate, 12 target, 4 x (embed, BUCC, Tatoeba)
+    assert len(non_local) == 41  # tokenizer, MLM, 3 intermediate, 12 target trainings + 12 predictions, 4 x (embed, BUCC, Tatoeba)
     for name in ("failing", "rerun"):
         printed = jobs_in(slurm_runs[name]["output"])
         assert {rule for kind, rule, _, _ in printed if kind == "localrule"} <= LOCAL_RULES
