@@ -55,15 +55,19 @@ rule make_paper_inputs:
         "../scripts/make_paper_inputs.py"
 
 
+# (rule, benchmark file) of every compute job, listed once for the rule below.
+COMPUTE_JOBS = all_benchmarks()
+
+
 rule make_compute_table:
     input:
-        benchmarks=[path for _, path in all_benchmarks()],
+        benchmarks=[path for _, path in COMPUTE_JOBS],
     output:
         tex=f"{PAPER}/generated/compute.tex",
         csv=f"{PAPER}/compute.csv",
     params:
         code=code_version("make_compute_table"),
-        benchmark_rules=[rule for rule, _ in all_benchmarks()],
+        benchmark_rules=[name for name, _ in COMPUTE_JOBS],
         gpu_rules=gpu_rules(),
         captions=workflow_files(CAPTIONS),
     log:
