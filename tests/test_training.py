@@ -216,3 +216,47 @@ def test_no_code_enables_remote_code():
     root = Path(__file__).resolve().parents[1] / "scripts"
     offending = [str(p) for p in root.rglob("*.py") if "trust_remote_code=True" in p.read_text().replace(" ", "")]
     assert offending == []
+
+
+# ------------------------------------------------------------------------------------------
+# A job resumed at its last step (killed after the final checkpoint, before its outputs were
+# saved) writes the same bytes as an uninterrupted run: weights, config.json, tokenizer, metrics.
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("phase", ["target", "intermediate"])
+def test_resume_at_the_last_step_writes_byte_identical_outputs(phase, tiny_bench, tiny_encoder, tmp_path, monkeypatch):
+    params = hp(max_steps=3, eval_every_steps=1, epochs=1)
+    if phase == "target":
+        job = {"training": "xnli", "hparams": params, "dev_sources": [["mnli", "dev", "en"]]}
+        save = "save_head_model"
+
+        def run(out):
+            pipeline.finetune_target(job, 0, tiny_encoder, tiny_bench, out / "model", out / "metrics.json", out / "ck", 1)
+    else:
+        job = {"tasks": ["mnli"], "task_hparams": {"mnli": params}, "hparams": params, "seed": 0, "examples_cap": None}
+        save = "save_encoder"
+
+        def run(out):
+            pipeline.finetune_intermediate(job, tiny_encoder, tiny_bench, out / "model", out / "metrics.json", out / "ck", 1)
+
+    run(tmp_path / "full")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the final checkpoint")
+
+    monkeypatch.setattr(MultiTaskModel, save, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    state = torch.load(tmp_path / "resumed" / "ck" / "state.pt", map_location="cpu", weights_only=True)
+    assert state["state"]["step"] == 3  # the rerun has no step left to train
+    monkeypatch.undo()
+    run(tmp_path / "resumed")
+
+    full, resumed = _files(tmp_path / "full"), _files(tmp_path / "resumed")
+    assert "model/config.json" in full and "model/model.safetensors" in full and "metrics.json" in full
+    assert sorted(full) == sorted(resumed)
+    assert [name for name in full if full[name] != resumed[name]] == []

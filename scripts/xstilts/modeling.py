@@ -86,6 +86,11 @@ class MultiTaskModel(nn.Module):
             if entry.labelled:
                 head_config.id2label = dict(enumerate(spec.labels))
                 head_config.label2id = {label: i for i, label in enumerate(spec.labels)}
+                # Sequence classifiers infer problem_type on their first forward with labels and
+                # write it into their config; fixing it here keeps the saved config.json the same
+                # whether or not this process trained (a resume at the last step only evaluates).
+                # Every labelled format here is one class per unit (pair or token).
+                head_config.problem_type = "single_label_classification"
             model = entry.head_class().from_config(head_config)
             # Replace the head model's own (randomly initialised) encoder with the shared one.
             # The shared AutoModel keeps its pooler, which the multiple-choice head needs.
