@@ -260,3 +260,49 @@ def test_resume_at_the_last_step_writes_byte_identical_outputs(phase, tiny_bench
     assert "model/config.json" in full and "model/model.safetensors" in full and "metrics.json" in full
     assert sorted(full) == sorted(resumed)
     assert [name for name in full if full[name] != resumed[name]] == []
+
+
+# ------------------------------------------------------------------------------------------
+# A non-finite loss stops training with an error naming the job, instead of training on NaN
+# and selecting a dev score of 0.
+
+
+def test_a_damaged_model_stops_at_its_first_nan_loss(tiny_bench, tiny_encoder, tokenizer, tmp_path):
+    params = hp(max_steps=4, eval_every_steps=1)
+    data = task_data("mnli", params, tiny_bench, tokenizer)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight.fill_(float("nan"))
+    with pytest.raises(training.TrainingError) as error:
+        training.train(model, [data], tokenizer, params, 0, tmp_path / "ck", "fp", name="finetune_target out/model")
+    message = str(error.value)
+    assert message.startswith("finetune_target out/model: the training loss is nan at step 1/4 (task mnli)")
+    assert "xstilts verify" in message and "learning rate" in message and "fp16" in message
+    assert not (tmp_path / "ck" / "state.pt").exists() and not (tmp_path / "ck" / "best.pt").exists()
+
+
+def test_a_loss_turning_infinite_keeps_the_last_finite_checkpoint(tiny_bench, tiny_encoder, tokenizer, tmp_path, monkeypatch):
+    params = hp(max_steps=6, eval_every_steps=1)
+    data = task_data("mnli", params, tiny_bench, tokenizer)
+    training.set_seed(0)
+    model = MultiTaskModel.build(tiny_encoder, {"mnli": HeadSpec("pair_classification", data.labels)})
+    original = MultiTaskModel.forward
+    calls = {"train": 0}
+
+    def overflowing(self, task, **batch):
+        out = original(self, task, **batch)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] == 3:
+                out.loss = out.loss * float("inf")
+        return out
+
+    monkeypatch.setattr(MultiTaskModel, "forward", overflowing)
+    with pytest.raises(training.TrainingError, match=r"training in .*ck: the training loss is inf at step 3/6"):
+        training.train(model, [data], tokenizer, params, 0, tmp_path / "ck", "fp")
+    saved = torch.load(tmp_path / "ck" / "state.pt", map_location="cpu", weights_only=True)
+    assert saved["state"]["step"] == 2
+    # The weights in memory are still those of step 2: the failing step never reached the optimizer.
+    now = model.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in saved["model"].items())

@@ -37,6 +37,10 @@ from xstilts.task_formats import DEV_METRICS, task_format
 log = logging.getLogger(__name__)
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the job and the likely causes."""
+
+
 # --------------------------------------------------------------------------------------------
 # Task data
 
@@ -317,16 +321,22 @@ class Progress:
 
 
 def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any], seed: int,
-          checkpoint_dir: str | Path, run_fingerprint: str, examples_cap: int | None = None) -> dict[str, Any]:
+          checkpoint_dir: str | Path, run_fingerprint: str, examples_cap: int | None = None,
+          name: str | None = None) -> dict[str, Any]:
     """Train ``model`` on ``tasks``; on return it holds the best dev checkpoint.
 
     ``hp`` holds the run-level settings (learning rate, schedule, precision, evaluation
     cadence, patience); each task's ``hp`` its batch size, sequence length and epochs.
+    ``name`` names the job in errors (the rule and its output; default: the checkpoint dir).
     Returns the training history and the best checkpoint's dev metrics.
+
+    Raises ``TrainingError`` as soon as a training loss is not finite, before that step
+    changes the weights or writes a checkpoint: the last checkpoint stays the last good state.
     """
     from accelerate import Accelerator
 
     checkpoint_dir = Path(checkpoint_dir)
+    name = name or f"training in {checkpoint_dir}"
     set_seed(seed)
     accelerator = Accelerator(mixed_precision=mixed_precision(hp["mixed_precision"]), cpu=not torch.cuda.is_available())
     device = accelerator.device
@@ -373,6 +383,10 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
             batch = collators[task.name]([task.train.features[i] for i in indices])
             with accelerator.autocast():
                 loss = model(task.name, **_to_device(batch, device)).loss / len(micro_batches)
+            if not torch.isfinite(loss.detach()):
+                raise TrainingError(_non_finite_message(name, float(loss.detach()), state["step"] + 1, n_steps,
+                                                        task.name, hp["learning_rate"],
+                                                        accelerator.mixed_precision, checkpoint_dir))
             accelerator.backward(loss)
             step_loss += float(loss.detach())
         if hp["max_grad_norm"]:
@@ -414,6 +428,16 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
              ", ".join(f"{k} {v['score']:.3f}" for k, v in final.items()))
     return {"steps": state["step"], "best_step": state["best_step"], "history": state["history"],
             "dev": final, "device": str(device), "mixed_precision": accelerator.mixed_precision}
+
+
+def _non_finite_message(name: str, loss: float, step: int, n_steps: int, task: str, learning_rate: float,
+                        precision: str, checkpoint_dir: Path) -> str:
+    return (
+        f"{name}: the training loss is {loss} at step {step}/{n_steps} (task {task}); stopping before this step "
+        f"changes the weights (checkpoints in {checkpoint_dir} hold the last finite state, if any). Likely causes: "
+        f"a damaged model or data file (run `xstilts verify`); a learning rate too high for this model "
+        f"(learning_rate {learning_rate}); fp16 overflow (mixed precision: {precision!r}; try 'bf16' or 'no')."
+    )
 
 
 def predict(model: Any, task: TaskData, records: list[dict[str, Any]], encoded: Encoded, tokenizer: Any) -> Any:
