@@ -10,6 +10,20 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+
+from snakemake.exceptions import WorkflowError
+
+from xstilts.config import ConfigError, check_yaml_file
+
+# Snakemake reports a YAML mistake in a config file without the file or the line; say both.
+# (A broken --configfile fails inside snakemake's command line, before this file is read.)
+try:
+    for path in [f"{workflow.basedir}/config.yaml", *workflow.overwrite_configfiles]:
+        check_yaml_file(path)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
 
 # The project's config.yaml, wherever the workflow runs (`--directory`); files passed with
 # `--configfile` and values passed with `--config` are merged over it.

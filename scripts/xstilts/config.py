@@ -14,6 +14,7 @@ import difflib
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -26,6 +27,53 @@ OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "tar
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message says where and how to fix it."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: let SafeLoader report it
+                continue
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.line + 1}); only the last would count",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_yaml_file(path: str | Path) -> None:
+    """Raise ``ConfigError`` naming the file, line and column of a YAML syntax error or duplicate key.
+
+    Snakemake's own message for a broken config file ("Config file is not valid JSON or YAML")
+    names neither the file nor the line, so the Snakefile checks its config files with this first.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+    try:
+        yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "invalid YAML"
+        if error.context and error.problem and error.context_mark:
+            problem += f" ({error.context} at line {error.context_mark.line + 1}, column {error.context_mark.column + 1})"
+        shown = ""
+        if mark is not None and mark.line < len(text.splitlines()):
+            line = text.splitlines()[mark.line]
+            shown = f"\n    {mark.line + 1} | {line}\n    {' ' * len(str(mark.line + 1))} | {' ' * mark.column}^"
+        hint = " (YAML indents with spaces, never tabs)" if "\t" in problem or "'\\t'" in problem else ""
+        raise ConfigError(f"{path}{where}: {problem}{hint}{shown}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
 
 
 @lru_cache(maxsize=1)
