@@ -283,6 +283,13 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"config: data.download.mirrors: {name!r} is not a pinned file name{hint}; "
                                   "keys are file names as listed in scripts/xstilts/sources.py")
+    if exp["data"]["download"]["pins"]:
+        from xstilts.sources import load_pins
+
+        try:
+            load_pins(exp["data"]["download"]["pins"])
+        except ValueError as e:
+            raise ConfigError(f"config: {e}") from None
     if exp["model"]["source"] == "pretrain":
         if "pretrain" not in exp["model"]:
             raise ConfigError("config: model.source is 'pretrain' but model.pretrain is missing")

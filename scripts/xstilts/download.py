@@ -179,11 +179,18 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None, size: int | Non
 
 def download_files(files: Iterable[dict[str, Any]], out_dir: str | os.PathLike,
                    partial_dir: str | os.PathLike | None = None, **kwargs: Any) -> dict[str, str]:
-    """Fetch and verify every file of a download job into ``out_dir``; write ``SHA256SUMS``."""
+    """Fetch and verify every file of a download job into ``out_dir``; write ``SHA256SUMS``.
+
+    A file whose pin was replaced (``sources.load_pins``; it carries ``replaces``) is logged as a
+    warning naming both checksums."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sums = {}
     for f in files:
+        if "replaces" in f:
+            # Loud on purpose: these bytes are not the upstream release the paper used.
+            log.warning("%s: pin replaced by data.download.pins: fetching %s, sha256 %s, %s bytes (the upstream "
+                        "pin is sha256 %s)", f["name"], f["url"], f["sha256"], f.get("size"), f["replaces"])
         sums[f["name"]] = fetch(f["url"], out / f["name"], f["sha256"], f.get("size"),
                                 partial_dir=partial_dir, **kwargs)
     (out / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sorted(sums.items())), encoding="utf-8")

@@ -302,7 +302,14 @@ class Plan:
         """The pinned files of one download job (a change of URL or pin re-downloads)."""
         from xstilts.sources import download_job
 
-        return download_job(source, self.exp["data"]["download"]["mirrors"])
+        return download_job(source, self.exp["data"]["download"]["mirrors"], self.replaced_pins())
+
+    def replaced_pins(self) -> dict[str, Any]:
+        """The pins of ``data.download.pins`` (file name -> RemoteFile; {} when unset)."""
+        from xstilts.sources import load_pins
+
+        path = self.exp["data"]["download"]["pins"]
+        return load_pins(path) if path else {}
 
     def convert_job(self, dataset: str) -> dict[str, Any]:
         """What a conversion depends on: the layout to write and the pins of its inputs."""
@@ -311,7 +318,7 @@ class Plan:
         job: dict[str, Any] = {
             "dataset": dataset,
             "layout": self.layout(dataset),
-            "pins": {s: pins(s) for s in self.dataset_sources(dataset)},
+            "pins": {s: pins(s, self.replaced_pins()) for s in self.dataset_sources(dataset)},
         }
         manual = DATASETS[dataset].manual
         if manual:

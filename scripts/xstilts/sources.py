@@ -20,6 +20,8 @@ downloaded file against the hub's metadata for that commit (LFS sha256 or git bl
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,9 @@ HF_DATASETS_REASONING = "huggingface/datasets@040102f100964a33fd334e2695f1c493fa
 #: fetches data/<lang>/{val,test}.<lang>.jsonl from master; the pins below are the sha256 and
 #: size of those blobs at this commit, computed from a clone of the repository.
 XCOPA_COMMIT = "e2e9d7f105a758ee869cd13e0fe251ef93a29840"
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_URL = re.compile(r"^(https?|file)://")
 
 
 @dataclass(frozen=True)
@@ -326,22 +331,75 @@ def source_of(dataset: str) -> str | None:
         raise KeyError(f"no download source is defined for dataset {dataset!r}") from None
 
 
-def download_job(source: str, mirrors: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def load_pins(path: str | os.PathLike) -> dict[str, RemoteFile]:
+    """Replacement pins from a YAML file the user controls (``data.download.pins``).
+
+    The file maps an upstream file name (as in ``SOURCES``) to ``{url, sha256, size}``: the bytes
+    at ``url`` are then verified against that sha256 and size instead of the upstream pin (a lab's
+    mirror of re-packed archives, or the miniature archives of the tests). Raises ``ValueError``
+    naming the entry and the fix.
+    """
+    import difflib
+
+    import yaml
+
+    where = f"data.download.pins: {path}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file; write it (upstream file name -> {{url, sha256, size}}) or unset "
+                         "data.download.pins to use the pins of scripts/xstilts/sources.py") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid YAML ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{where}: expected a mapping of upstream file name -> {{url, sha256, size}}")
+    names = {f.name for source in SOURCES.values() for f in source.files}
+    out = {}
+    for name, pin in data.items():
+        if name not in names:
+            close = difflib.get_close_matches(str(name), sorted(names), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"{where}: {name!r} is not a pinned file name{hint}; keys are file names as listed in "
+                             "scripts/xstilts/sources.py")
+        if not isinstance(pin, dict) or set(pin) != {"url", "sha256", "size"}:
+            got = sorted(pin) if isinstance(pin, dict) else type(pin).__name__
+            raise ValueError(f"{where}: {name}: expected exactly the keys sha256, size, url; got {got}")
+        url, sha, size = pin["url"], pin["sha256"], pin["size"]
+        if not isinstance(url, str) or not _URL.match(url):
+            raise ValueError(f"{where}: {name}: url {url!r} is not an http(s):// or file:// URL")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise ValueError(f"{where}: {name}: sha256 {sha!r} is not 64 lower-case hex characters")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"{where}: {name}: size {size!r} is not a byte count (a non-negative integer)")
+        out[name] = RemoteFile(name, url, sha, size)
+    return out
+
+
+def download_job(source: str, mirrors: dict[str, str] | None = None,
+                 replaced: dict[str, RemoteFile] | None = None) -> list[dict[str, Any]]:
     """The files of one download job as plain dicts (Snakemake params).
 
     ``mirrors`` maps a file name to another URL serving the same bytes (the checksum still
-    applies), for when an upstream host moves.
+    applies), for when an upstream host moves. ``replaced`` (``load_pins``) replaces a file's
+    whole pin; such a file also names the upstream sha256 it replaces (``replaces``), so the
+    download job can say so loudly.
     """
-    mirrors = mirrors or {}
-    return [
-        {"name": f.name, "url": mirrors.get(f.name, f.url), "sha256": f.sha256, "size": f.size}
-        for f in SOURCES[source].files
-    ]
+    mirrors, replaced = mirrors or {}, replaced or {}
+    files = []
+    for upstream in SOURCES[source].files:
+        f = replaced.get(upstream.name, upstream)
+        entry: dict[str, Any] = {"name": f.name, "url": mirrors.get(f.name, f.url), "sha256": f.sha256, "size": f.size}
+        if f is not upstream:
+            entry["replaces"] = upstream.sha256
+        files.append(entry)
+    return files
 
 
-def pins(source: str) -> dict[str, str | None]:
-    """File name -> sha256 of a source: what a conversion depends on."""
-    return {f.name: f.sha256 for f in SOURCES[source].files}
+def pins(source: str, replaced: dict[str, RemoteFile] | None = None) -> dict[str, str | None]:
+    """File name -> sha256 of a source: what a conversion depends on (``replaced``: ``load_pins``)."""
+    replaced = replaced or {}
+    return {f.name: replaced.get(f.name, f).sha256 for f in SOURCES[source].files}
 
 
 def unpinned() -> list[str]:
