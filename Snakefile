@@ -17,7 +17,8 @@ from snakemake.exceptions import WorkflowError
 from xstilts.config import ConfigError, check_yaml_file
 
 # Snakemake reports a YAML mistake in a config file without the file or the line; say both.
-# (A broken --configfile fails inside snakemake's command line, before this file is read.)
+# (A broken --configfile fails inside snakemake's command line, before this file is read:
+# `xstilts check-config FILE` names its file and line.)
 try:
     for path in [f"{workflow.basedir}/config.yaml", *workflow.overwrite_configfiles]:
         check_yaml_file(path)
@@ -39,6 +40,14 @@ include: "rules/retrieval.smk"
 include: "rules/report.smk"
 include: "rules/paper.smk"
 include: "rules/reasoning.smk"
+
+
+# Before the first job of a real run: one run at a time per run name and directory, then the
+# rule files' checks (ONSTART_CHECKS, e.g. the manual CCGbank download).
+onstart:
+    hold_run_lock()
+    for check in ONSTART_CHECKS:
+        check()
 
 
 # Cheap jobs (data generation, label files, scoring, tables) run on the submit host under a

@@ -33,6 +33,39 @@ CONDA_ENV = "../envs/xstilts.yaml"
 # depends on the model sits under its {model} folder. Downloads (resources/) are shared: they
 # are identified by their pins, not by a run.
 RUN = EXP["run"]
+
+# Checks run once before the first job of a real run (not a dry run): rule files append to this
+# list, the Snakefile's one `onstart` runs them (Snakemake keeps only one onstart handler).
+ONSTART_CHECKS = []
+_RUN_LOCKS = []
+
+
+def hold_run_lock():
+    """Refuse to start while another snakemake runs the same run in this directory.
+
+    Snakemake's own lock is checked and then written, so two processes started at once can both
+    pass it. This is a flock, held until this process exits (however it exits, kill -9 included),
+    so exactly one of two simultaneous runs goes on; the other stops with a message naming it.
+    """
+    from xstilts.jobcontrol import JobLock, JobLockedError
+
+    lock = JobLock(f".snakemake/xstilts/{RUN}.lock", what=f"the workflow run '{RUN}' in {os.getcwd()}", wait=False)
+    try:
+        lock.acquire()
+    except JobLockedError as error:
+        raise WorkflowError(str(error)) from None
+    _RUN_LOCKS.append(lock)
+
+
+def check_manual_data():
+    """Manual data (CCGbank) that the jobs about to run would convert, checked before the first one."""
+    from xstilts.pipeline import manual_data_problems
+
+    converting = [j.wildcards.dataset for j in workflow.dag.needrun_jobs() if j.rule.name == "convert_dataset"]
+    problems = manual_data_problems(PLAN, DATA, converting)
+    if problems:
+        raise WorkflowError("\n".join(problems))
+
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"

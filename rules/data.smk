@@ -26,8 +26,6 @@ if EXP["data"]["source"] == "synthetic":
 
 if EXP["data"]["source"] == "download":
 
-    from xstilts.pipeline import manual_data_problems
-
     rule download_source:
         output:
             directory("resources/downloads/{source}"),
@@ -69,11 +67,7 @@ if EXP["data"]["source"] == "download":
     # Manual data (CCGbank) is checked before the first job of a real run, not hours into it, and
     # only when the DAG built for the requested targets converts it; a dry run (-n) skips this
     # and lists the whole grid.
-    onstart:
-        converting = [j.wildcards.dataset for j in workflow.dag.needrun_jobs() if j.rule.name == "convert_dataset"]
-        problems = manual_data_problems(PLAN, DATA, converting)
-        if problems:
-            raise WorkflowError("\n".join(problems))
+    ONSTART_CHECKS.append(check_manual_data)
 
 
 rule write_labels:

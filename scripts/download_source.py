@@ -4,5 +4,9 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0], network=True)
-pipeline.download_source(snakemake.params.files, snakemake.output[0], snakemake.params.partial_dir)
+
+def main() -> None:
+    pipeline.download_source(snakemake.params.files, snakemake.output[0], snakemake.params.partial_dir)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main, network=True)  # noqa: F821

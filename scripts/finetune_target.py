@@ -4,7 +4,11 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder,
-                         snakemake.params.data_root, snakemake.output.model, snakemake.output.metrics,
-                         snakemake.params.checkpoint_dir, snakemake.threads)
+
+def main() -> None:
+    pipeline.finetune_target(snakemake.params.job, int(snakemake.wildcards.seed), snakemake.input.encoder,
+                             snakemake.params.data_root, snakemake.output.model, snakemake.output.metrics,
+                             snakemake.params.checkpoint_dir, snakemake.threads)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

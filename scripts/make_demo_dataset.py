@@ -5,5 +5,9 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 (the workflow's own copy of xstilts)
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-pipeline.make_demo_dataset(snakemake.params.job, Path(snakemake.output[0]).parent)
+
+def main() -> None:
+    pipeline.make_demo_dataset(snakemake.params.job, Path(snakemake.output[0]).parent)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

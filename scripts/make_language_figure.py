@@ -7,8 +7,12 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import figures, pipeline  # noqa: E402
 from xstilts.tasks import BASELINE  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-with open(snakemake.input.best, encoding="utf-8") as f:
-    best = json.load(f)["best_per_target"]
-figures.language_gains(dict(zip(snakemake.params.targets, snakemake.input.tables)), best, BASELINE,
-                       list(snakemake.output), style=Path(snakemake.scriptdir).parent / next(iter(snakemake.params.style)))
+
+def main() -> None:
+    with open(snakemake.input.best, encoding="utf-8") as f:
+        best = json.load(f)["best_per_target"]
+    figures.language_gains(dict(zip(snakemake.params.targets, snakemake.input.tables)), best, BASELINE,
+                           list(snakemake.output), style=Path(snakemake.scriptdir).parent / next(iter(snakemake.params.style)))
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

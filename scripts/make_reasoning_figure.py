@@ -4,5 +4,9 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline, reasoning_report  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-reasoning_report.gains_figure(snakemake.input.table, snakemake.input.languages, list(snakemake.output))
+
+def main() -> None:
+    reasoning_report.gains_figure(snakemake.input.table, snakemake.input.languages, list(snakemake.output))
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

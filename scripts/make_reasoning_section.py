@@ -5,7 +5,11 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline, reasoning_report  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-with open(snakemake.input.record, encoding="utf-8") as f:
-    record = json.load(f)
-reasoning_report.write_section(record, dict(snakemake.params.context), snakemake.output.body, snakemake.output.macros)
+
+def main() -> None:
+    with open(snakemake.input.record, encoding="utf-8") as f:
+        record = json.load(f)
+    reasoning_report.write_section(record, dict(snakemake.params.context), snakemake.output.body, snakemake.output.macros)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

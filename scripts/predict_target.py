@@ -4,6 +4,10 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-pipeline.predict_target(snakemake.params.job, snakemake.input.model, snakemake.params.data_root, snakemake.output.predictions,
-                        snakemake.output.record, snakemake.threads)
+
+def main() -> None:
+    pipeline.predict_target(snakemake.params.job, snakemake.input.model, snakemake.params.data_root, snakemake.output.predictions,
+                            snakemake.output.record, snakemake.threads)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

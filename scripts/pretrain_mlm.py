@@ -5,8 +5,12 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import formats, pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-data_root = Path(snakemake.input.corpus).parent
-files = [formats.data_files(data_root, "mlm_corpus", lang, "train")["text"] for lang in snakemake.params.languages]
-pipeline.pretrain_mlm(snakemake.params.job, snakemake.input.tokenizer, files, snakemake.output.encoder,
-                      snakemake.output.metrics, snakemake.params.checkpoint_dir, snakemake.threads)
+
+def main() -> None:
+    data_root = Path(snakemake.input.corpus).parent
+    files = [formats.data_files(data_root, "mlm_corpus", lang, "train")["text"] for lang in snakemake.params.languages]
+    pipeline.pretrain_mlm(snakemake.params.job, snakemake.input.tokenizer, files, snakemake.output.encoder,
+                          snakemake.output.metrics, snakemake.params.checkpoint_dir, snakemake.threads)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

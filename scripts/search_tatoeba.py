@@ -5,6 +5,10 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-pipeline.search_tatoeba(snakemake.params.job, Path(snakemake.input.data).parent, snakemake.input.embeddings,
-                        Path(snakemake.output.predictions).parent, snakemake.output.details)
+
+def main() -> None:
+    pipeline.search_tatoeba(snakemake.params.job, Path(snakemake.input.data).parent, snakemake.input.embeddings,
+                            Path(snakemake.output.predictions).parent, snakemake.output.details)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

@@ -5,6 +5,10 @@ from pathlib import Path
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from xstilts import pipeline  # noqa: E402
 
-pipeline.setup_logging(snakemake.log[0])
-data_root = Path(snakemake.input.data).parent
-pipeline.write_labels(snakemake.wildcards.target, snakemake.params.languages, data_root, Path(snakemake.output[0]).parent)
+
+def main() -> None:
+    data_root = Path(snakemake.input.data).parent
+    pipeline.write_labels(snakemake.wildcards.target, snakemake.params.languages, data_root, Path(snakemake.output[0]).parent)
+
+
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821

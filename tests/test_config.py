@@ -259,3 +259,25 @@ def test_a_syntax_error_in_a_configfile_names_file_and_line(tmp_path):
     status, output = _dry_run(copy, "--configfile", str(extra))
     assert status != 0 and "not valid JSON or YAML" in output  # today's message: neither file nor line
     assert f"{extra} line 2" in output
+
+
+def test_check_config_command_names_the_file_and_line_and_runs_the_workflows_checks(tmp_path):
+    import subprocess
+    import sys
+
+    def check(*files):
+        return subprocess.run([sys.executable, "-m", "xstilts.cli", "check-config", *map(str, files)], cwd=ROOT,
+                              capture_output=True, text=True)
+
+    ok = check(ROOT / "tests" / "configs" / "smoke.yaml")
+    assert ok.returncode == 0 and ok.stdout.strip() == (
+        "ok: preset demo, run smoke, model xlmr-smoke: 2 intermediate task(s), 5 target(s), 1 seed(s)")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("run: x\nlanguages: [en,\nseeds: [1]\n")
+    bad = check(broken)
+    assert bad.returncode == 1
+    assert f"{broken} line 4, column 1: expected ',' or ']'" in bad.stderr and "flow sequence at line 2, column 12" in bad.stderr
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("targets: {languages: {xnli: [en, ja]}}\n")
+    mistake = check(ROOT / "tests" / "configs" / "smoke.yaml", wrong)
+    assert mistake.returncode == 1 and "'ja' is not a language of xnli" in mistake.stderr

@@ -100,3 +100,10 @@ def test_xtreme_writers(tmp_path):
     assert [a["title"] for a in data] == ["a", "b"]
     assert [q["id"] for q in data[0]["paragraphs"][0]["qas"]] == ["1", "2"]
     assert data[1]["paragraphs"][0]["qas"][0]["answers"] == [{"text": "2", "answer_start": 1}]
+
+
+def test_a_file_cut_inside_a_character_looks_truncated(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes("é".encode()[:1])
+    with pytest.raises(formats.FormatError, match=r"ends inside a UTF-8 character .* looks truncated"):
+        formats.read_lines(path)

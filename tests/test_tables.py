@@ -94,3 +94,20 @@ def test_captions_file_must_be_complete(tmp_path):
     path.write_text("matrix: M\ntypo: T\n")
     with pytest.raises(ValueError, match=r"missing captions \['matrix_delta'.*unknown keys \['typo'\]"):
         tables.load_captions(path)
+
+
+def test_a_stored_average_that_its_languages_do_not_support_is_an_error(tmp_path):
+    path = score_file(tmp_path, "baseline", 0, {"en": 80.0, "de": 60.0}, ({"en": 70.0, "de": 50.0}, {"en": 60.0, "de": 40.0}))
+    record = json.loads(open(path).read())
+    record["scores"]["xnli"]["avg_metric"] = 99.0  # edited by hand; per-language values say 70.0
+    open(path, "w").write(json.dumps(record))
+    with pytest.raises(tables.FormatError, match=r"xnli avg_metric is 99.0, but its per-language values average to 70.0"):
+        tables.load_scores([path])
+
+
+def test_tables_use_the_per_language_values(tmp_path):
+    # A score file without any stored average still gives the table its average: (80 + 60) / 2.
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"encoder": "baseline", "seed": 0, "scores": {"xnli": {"accuracy": {"en": 80.0, "de": 60.0}}}}))
+    means, _ = tables.matrix(tables.load_scores([path]), ["baseline"], ["xnli"], [0])
+    assert means.loc["baseline", "xnli"] == 70.0

@@ -14,6 +14,8 @@ COMMANDS = {
     "evaluate": "xstilts.commands.evaluate",
     "bucc": "xstilts.commands.bucc",
     "tatoeba": "xstilts.commands.tatoeba",
+    "verify": "xstilts.commands.verify",
+    "check-config": "xstilts.commands.check_config",
 }
 
 
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="xstilts",
-        description="X-STILTs reproduction tools: XTREME scoring and BUCC/Tatoeba retrieval.",
+        description="X-STILTs reproduction tools: XTREME scoring, BUCC/Tatoeba retrieval and result checks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

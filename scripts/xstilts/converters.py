@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from xstilts import formats
-from xstilts.formats import FormatError
+from xstilts.formats import FormatError, utf8_problem
 from xstilts.sources import TATOEBA_CODES
 from xstilts.tasks import BINARY_LABELS, BITEXT, DATASETS, NER_TAGS, NLI_LABELS, PARALLEL, SPAN, TAGGING, UPOS_TAGS
 
@@ -544,7 +544,7 @@ def _decode(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConversionError(f"{where}: not valid UTF-8 (byte {e.start})") from None
+        raise ConversionError(utf8_problem(where, e)) from None
 
 
 def _tar_bytes(data: bytes, wanted: Callable[[str], bool], where: str) -> dict[str, str]:

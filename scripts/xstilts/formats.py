@@ -121,7 +121,15 @@ def _read_text(path: str | os.PathLike) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FormatError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+        raise FormatError(utf8_problem(path, e)) from None
+
+
+def utf8_problem(where: str | os.PathLike, e: UnicodeDecodeError) -> str:
+    """The message for undecodable bytes; a file cut inside a multi-byte character looks truncated."""
+    if e.reason == "unexpected end of data":
+        return (f"{where}: ends inside a UTF-8 character (byte {e.start} of {len(e.object)}): the file looks "
+                "truncated; rebuild or download it again")
+    return f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:

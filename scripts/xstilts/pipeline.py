@@ -35,12 +35,21 @@ log = logging.getLogger("xstilts")
 # Plumbing
 
 
+#: Logs of earlier attempts of a job kept beside its log (``<log>.1`` the last one, ``<log>.2`` ...).
+LOG_ATTEMPTS_KEPT = 3
+
+
+
 def setup_logging(log_file: str | Path | None, network: bool = False) -> None:
     """Log to the rule's log file (progress, metrics); warnings also go to stderr.
 
     Every rule script calls this first, before any Hugging Face import: unless the job is a
     download job (``network=True``), it also sets the Hugging Face offline switches
     (``offline_mode``), so no training, prediction or scoring job can reach the network.
+
+    Snakemake deletes a job's log before it runs the job again, so each attempt's log is also
+    hard-linked to a hidden name, and the next attempt renames that to ``<log>.1`` (shifting older
+    ones up to ``<log>.{LOG_ATTEMPTS_KEPT}``): the log of a killed attempt survives its rerun.
     """
     if not network:
         offline_mode()
@@ -51,13 +60,98 @@ def setup_logging(log_file: str | Path | None, network: bool = False) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        _rotate_attempts(Path(log_file))
         fh = logging.FileHandler(log_file, mode="w", encoding="utf-8")
         fh.setFormatter(fmt)
         root.addHandler(fh)
+        _link_attempt(Path(log_file))
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.WARNING if log_file else logging.INFO)
     err.setFormatter(fmt)
     root.addHandler(err)
+
+
+def _attempt_link(log_file: Path) -> Path:
+    return log_file.with_name(f".{log_file.name}.attempt")
+
+
+def _rotate_attempts(log_file: Path) -> None:
+    previous = _attempt_link(log_file)
+    if not previous.exists():
+        return
+    for n in range(LOG_ATTEMPTS_KEPT, 1, -1):
+        older = log_file.with_name(f"{log_file.name}.{n - 1}")
+        if older.exists():
+            os.replace(older, log_file.with_name(f"{log_file.name}.{n}"))
+    os.replace(previous, log_file.with_name(f"{log_file.name}.1"))
+
+
+def _link_attempt(log_file: Path) -> None:
+    try:
+        os.link(log_file, _attempt_link(log_file))
+    except OSError as e:  # a file system without hard links: the log of a killed attempt is not kept
+        log.info("cannot keep this attempt's log beside %s (%s)", log_file, e.strerror)
+
+
+def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs: Iterable[str], params: Any,
+             body: Any, network: bool = False) -> int:
+    """Run one rule job safely; every rule script calls this with its job as ``body`` (no arguments).
+
+    In order: set up logging (``setup_logging``); watch the workflow process that started the job
+    and stop when it dies (``jobcontrol.watch_parent``); check every input against the manifest of
+    the job that wrote it (``manifest.verify``); take the job's lock, so that no two processes run
+    the same job at once (a second one waits, then finds the outputs finished and stops); run
+    ``body``; write the manifest of every output. A bad input or a stopped job ends the process with
+    one line naming the file and the fix, in the log and on stderr, and exit status 1.
+    """
+    from xstilts import jobcontrol, manifest
+
+    log_files, inputs, outputs = list(log_files), [str(p) for p in inputs], [str(p) for p in outputs]
+    setup_logging(log_files[0] if log_files else None, network=network)
+    jobcontrol.watch_parent()
+    job = manifest.job_digest({"rule": rule, "params": _plain(params), "outputs": outputs})
+    try:
+        manifest.verify(inputs)
+        what = f"{rule} {outputs[0]}" if outputs else rule
+        with jobcontrol.JobLock(manifest.lock_path(outputs[0]), what=what, log=log) if outputs else _nothing():
+            if outputs and all(manifest.complete(o, job) for o in outputs):
+                log.info("%s: another process finished this job while this one waited; nothing to do", what)
+                return 0
+            body()
+            for output in outputs:
+                manifest.write(output, rule, job)
+    except _user_errors() as e:
+        log.error("rule %s: %s", rule, e)  # to the log and to stderr
+        raise SystemExit(1) from None
+    return 0
+
+
+def _plain(params: Any) -> Any:
+    """Snakemake's params (a named list) as a plain dict, for the job digest."""
+    items = getattr(params, "items", None)
+    return {k: v for k, v in items()} if callable(items) else params
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from xstilts import jobcontrol, manifest
+    from xstilts.config import ConfigError
+    from xstilts.download import DownloadError
+    from xstilts.errors import TrainingError
+
+    return (manifest.DamagedError, formats.FormatError, DownloadError, ConfigError, jobcontrol.JobLockedError,
+            TrainingError, FileNotFoundError)
+
+
+class InputError(FileNotFoundError):
+    """A job input that is missing or unusable (e.g. a model folder without weights); the message says which."""
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -68,8 +162,11 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def provenance(paths: list[str | Path]) -> dict[str, str]:
-    """sha256 of every input file, so a number can be traced to the exact files that made it."""
-    return {p: formats.sha256(p) for p in sorted(map(str, paths))}
+    """sha256 of every input file, so a number can be traced to the exact files that made it
+    (reusing the digests of the job's input check: each file is read once)."""
+    from xstilts.manifest import known_sha256
+
+    return {p: known_sha256(p) or formats.sha256(p) for p in sorted(map(str, paths))}
 
 
 def _load_tokenizer(model_dir: str | Path) -> Any:
@@ -470,7 +567,7 @@ def require_model_dir(model_dir: str | Path, kind: str = "model") -> None:
     folder is missing or incomplete. Jobs never download: a hub id instead of a folder is an error.
     """
     if not any((Path(model_dir) / name).is_file() for name in _LOCAL_FILES[kind]):
-        raise FileNotFoundError(
+        raise InputError(
             f"{model_dir}: no local Hugging Face {kind} here (none of {', '.join(_LOCAL_FILES[kind])}). Jobs run "
             "offline (HF_HUB_OFFLINE=1) and never download; this folder is written by rule prepare_model "
             "(model.source hub), train_tokenizer / pretrain_mlm (model.source pretrain) or finetune_intermediate "

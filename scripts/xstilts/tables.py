@@ -21,24 +21,44 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from xstilts.formats import FormatError
 from xstilts.tasks import DISPLAY_NAMES
-from xstilts.xtreme import QA_TASKS
+from xstilts.xtreme import QA_TASKS, task_entry
 
 AVERAGE = "avg"
 
 
 def load_scores(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read score files, checking each names its encoder and seed."""
+    """Read score files, checking each names its encoder and seed.
+
+    Every average is recomputed from the per-language values (``xtreme.task_entry``), and a
+    stored average that disagrees is an error: no table shows a number its own per-language
+    values do not support."""
     runs = []
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            run = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                run = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(f"{path}: not a readable score file ({e}); it is written by rule score_run") from None
         for key in ("encoder", "seed", "scores"):
             if key not in run:
-                raise ValueError(f"{path}: not a score file (no {key!r})")
+                raise FormatError(f"{path}: not a score file (no {key!r}); it is written by rule score_run")
+        run["scores"] = {task: _recomputed(path, task, entry) for task, entry in run["scores"].items()}
         run["path"] = str(path)
         runs.append(run)
     return runs
+
+
+def _recomputed(path: str | Path, task: str, entry: dict[str, Any]) -> dict[str, Any]:
+    per_language = {m: v for m, v in entry.items() if isinstance(v, dict)}
+    fresh = task_entry(task, per_language)
+    for key, stored in entry.items():
+        if key.startswith("avg_") and not math.isclose(float(stored), fresh.get(key, math.nan), rel_tol=1e-12, abs_tol=1e-9):
+            raise FormatError(f"{path}: {task} {key} is {stored}, but its per-language values average to "
+                              f"{fresh.get(key)}: the file was edited or damaged; rule score_run rebuilds it "
+                              f"(snakemake --forcerun {path})")
+    return fresh
 
 
 def language_scores(task: str, entry: dict[str, Any]) -> dict[str, float]:

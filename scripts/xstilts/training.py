@@ -31,14 +31,11 @@ import torch
 from torch import nn
 from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
+from xstilts.errors import TrainingError  # noqa: F401 (raised here, importable from here)
 from xstilts.features import IGNORE, Encoded
 from xstilts.task_formats import DEV_METRICS, task_format
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message names the job and the likely causes."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts import metrics
-from xstilts.formats import FormatError
+from xstilts.formats import FormatError, utf8_problem
 from xstilts.languages import XTREME_R_TASK2LANGS, XTREME_TASK2LANGS
 
 _log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _read_text(path: str | os.PathLike) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise EvaluationError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+        raise EvaluationError(utf8_problem(path, e)) from None
 
 
 def _lines(path: str | os.PathLike) -> list[str]:
@@ -374,6 +374,14 @@ def score_task(
         )
         for metric, value in scores.items():
             per_metric.setdefault(metric, {})[lang] = value
+    return task_entry(task, per_metric)
+
+
+def task_entry(task: str, per_metric: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """A task's entry from its per-language values: them, ``avg_<metric>`` per metric, ``avg_metric``.
+
+    The one place averages are computed: the scorer writes entries with it and the tables
+    recompute them with it from the per-language values they read."""
     averages = {f"avg_{m}": sum(values.values()) / len(values) for m, values in per_metric.items()}
     entry: dict[str, Any] = {**per_metric, **averages}
     headline = _headline(task, averages) if averages else None
