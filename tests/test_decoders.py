@@ -14,6 +14,7 @@ padding; its per-token outputs do not line up with the features' word ids and of
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -228,3 +229,58 @@ def test_retrieval_embeddings_are_padding_invariant(tokenizer_dirs, tmp_path, fa
         with torch.no_grad():
             expected = encoder(input_ids=ids, output_hidden_states=True).hidden_states[1][0, -1]
         np.testing.assert_allclose(alone[0], expected.numpy(), **TOL)
+
+
+@pytest.fixture(scope="module")
+def decoder_bench(tmp_path_factory):
+    from xstilts import synthetic
+
+    root = tmp_path_factory.mktemp("decoder_bench")
+    layout = {"mlm_corpus": {"train": ["en", "zh"]}, "hellaswag": {"train": ["en"], "dev": ["en"]},
+              "copa": {"train": ["en"], "dev": ["en"]}, "xcopa": {"test": ["en", "zh"]}}
+    sizes = {name: {split: 40 for split in splits} for name, splits in layout.items()}
+    sizes["mlm_corpus"] = {"train": 200}
+    synthetic.generate(synthetic.SyntheticSpec(seed=5, layout=layout, sizes=sizes), root)
+    return root
+
+
+def test_multiple_choice_through_phases_2_and_3_and_prediction(decoder_bench, tmp_path):
+    """HellaSwag in phase 2, COPA in phase 3 and XCOPA predictions, with the tiny decoder: the saved
+    model is a plain sequence-classifier folder, and each prediction is the argmax of its choices'
+    scores computed one sequence at a time from that folder."""
+    from xstilts import formats, pipeline
+    from xstilts.config import hparam_defaults
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+    from xstilts.tasks import TEXT
+
+    lines = [line for lang in ("en", "zh") for line in formats.read_lines(decoder_bench / "mlm_corpus" / lang / "train.txt")]
+    phase1 = tmp_path / "phase1"
+    tok = train_tokenizer(lines, 400, phase1, "qwen2")
+    torch.manual_seed(0)
+    MultiTaskModel.build(config(tok, "qwen2"), {"mlm": HeadSpec(TEXT)}).save_head_model("mlm", phase1, tok)
+    hp = {**hparam_defaults(), "batch_size": 4, "grad_accum": 1, "max_seq_length": 64, "learning_rate": 1e-3,
+          "max_steps": 3, "mixed_precision": "no"}
+    intermediate = {"tasks": ["hellaswag"], "task_hparams": {"hellaswag": hp}, "hparams": hp, "seed": 0,
+                    "examples_cap": None}
+    pipeline.finetune_intermediate(intermediate, phase1, decoder_bench, tmp_path / "phase2", tmp_path / "m2.json",
+                                   tmp_path / "ck2", 1)
+    job = {"training": "xcopa", "hparams": hp, "dev_sources": [["copa", "dev", "en"]]}
+    pipeline.finetune_target(job, 0, tmp_path / "phase2", decoder_bench, tmp_path / "model", tmp_path / "m3.json",
+                             tmp_path / "ck3", 1)
+    predict = {**job, "prediction": {}, "predict": {"xcopa": ["en", "zh"]}}
+    pipeline.predict_target(predict, tmp_path / "model", decoder_bench, tmp_path / "pred", tmp_path / "p.json", 1)
+
+    saved = transformers.AutoConfig.from_pretrained(tmp_path / "model", local_files_only=True)
+    assert saved.architectures == ["Qwen2ForSequenceClassification"] and saved.xstilts_head == "choice_scoring"
+    scorer = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    saved_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "model")
+    records = formats.read_dataset(decoder_bench, "xcopa", "zh", "test")
+    predicted = [json.loads(line)["label"] for line in formats.read_lines(tmp_path / "pred" / "xcopa" / "test-zh.jsonl")]
+    assert len(predicted) == len(records)
+    with torch.no_grad():
+        for record, label in zip(records, predicted):
+            first = record["context"] or record["question"]
+            prefix = record["question"] + " " if record["context"] and record["question"] else ""
+            scores = [scorer(**saved_tok(first, prefix + c, truncation=True, max_length=64, return_tensors="pt")).logits[0, 0]
+                      for c in record["choices"]]
+            assert label == int(np.argmax(scores))
