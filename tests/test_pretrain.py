@@ -1,4 +1,4 @@
-"""Phase-1 stand-ins (xstilts.pretrain): tokenizers, configs and the MLM of each architecture.
+"""Phase-1 stand-ins (xstilts.pretrain): tokenizers, configs and the LM (masked or causal) of each architecture.
 
 The corpus is the synthetic benchmark's multilingual MLM corpus (Latin, Cyrillic and Han script,
 code-switched), 200 lines per language; models are 2-block, 32-wide and random.
@@ -80,7 +80,7 @@ def test_training_twice_gives_identical_files(corpus, tokenizer_dirs, tmp_path, 
     assert digest(tmp_path / "again") == digest(tokenizer_dirs[name])
 
 
-@pytest.mark.parametrize("name", ["bert", "deberta-v2"])
+@pytest.mark.parametrize("name", ["bert", "deberta-v2", "qwen2"])
 def test_training_is_identical_across_processes(corpus, tokenizer_dirs, tmp_path, name):
     # The WordPiece trainer of `tokenizers` iterates hash maps seeded per process; each run here
     # is a fresh interpreter, one with the Rust thread pool enabled, one without.
@@ -107,13 +107,16 @@ LAYOUTS = {
     "bert": ("BertTokenizer", (0, 1, 2, 3, 4), ["input_ids", "token_type_ids", "attention_mask"]),
     "deberta-v2": ("DebertaV2Tokenizer", (0, 3, 1, 2, None), ["input_ids", "attention_mask", "token_type_ids"]),
 }
+# Decoder-only families: their tokenizer has no CLS, SEP or mask token.
+DECODERS = ["qwen2"]
+MASKED = [name for name in ARCHITECTURES if name not in DECODERS]
 
 
 def test_every_architecture_has_a_layout():
-    assert set(LAYOUTS) == set(ARCHITECTURES)
+    assert set(LAYOUTS) == set(MASKED) and set(DECODERS) <= set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("name", MASKED)
 def test_special_token_layout(tokenizer_dirs, name):
     cls_name, (pad, unk, cls, sep, mask), inputs = LAYOUTS[name]
     tok = load(tokenizer_dirs[name])
@@ -136,6 +139,25 @@ def test_special_token_layout(tokenizer_dirs, name):
     else:  # [CLS] A [SEP] B [SEP], segment 0 up to the first [SEP], 1 after it
         assert pair["input_ids"] == [cls, *a, sep, *b, sep]
         assert pair["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
+
+def test_qwen2_layout_frames_with_bos_and_eos_and_pads_right(tokenizer_dirs):
+    tok = load(tokenizer_dirs["qwen2"])
+    assert type(tok).__name__ == "Qwen2Tokenizer"
+    assert tok.model_input_names == ["input_ids", "attention_mask"]
+    assert (tok.pad_token, tok.bos_token, tok.eos_token) == ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    assert tok.cls_token_id is None and tok.sep_token_id is None and tok.mask_token is None
+    assert tok.padding_side == "right" and tok.model_max_length == 512
+    assert 200 < len(tok) <= VOCAB
+    a = tok("Piara lives in Topo .", add_special_tokens=False)["input_ids"]
+    b = tok("der Hund", add_special_tokens=False)["input_ids"]
+    assert tok("Piara lives in Topo .")["input_ids"] == [1, *a, 2]
+    assert tok("Piara lives in Topo .", "der Hund")["input_ids"] == [1, *a, 2, 1, *b, 2]
+    assert tok.decode(a) == " Piara lives in Topo ."  # byte-level: lossless, with the prefix space
+    # Pre-split words (tagging) get the pieces they have inside running text.
+    words = tok(["Piara", "lives"], is_split_into_words=True)
+    assert words["input_ids"][1:-1] == tok("Piara lives", add_special_tokens=False)["input_ids"]
 
 
 def test_bert_is_cased_and_splits_cjk(tokenizer_dirs):
@@ -161,7 +183,7 @@ def test_schema_lists_the_registry():
     assert prop["enum"] == list(ARCHITECTURES) and prop["default"] == DEFAULT_ARCHITECTURE
 
 
-@pytest.mark.parametrize("name", ["bert", "deberta-v2"])
+@pytest.mark.parametrize("name", ["bert", "deberta-v2", "qwen2"])
 def test_the_config_key_reaches_the_pretrain_job(config, name):
     from xstilts.config import resolve
     from xstilts.plan import Plan
@@ -207,9 +229,12 @@ def test_family_specific_settings(tokenizer_dirs):
     assert deberta.pos_att_type == ["p2c", "c2p"] and deberta.norm_rel_ebd == "layer_norm"
     assert (deberta.position_buckets, deberta.max_relative_positions, deberta.type_vocab_size) == (64, -1, 0)
     assert deberta.legacy is False
+    qwen2 = configs["qwen2"]
+    assert (qwen2.tie_word_embeddings, qwen2.max_position_embeddings) == (True, 128)
+    assert (qwen2.pad_token_id, qwen2.bos_token_id, qwen2.eos_token_id) == (0, 1, 2)
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize("name", MASKED)
 def test_mlm_forward_training_step_and_reload(corpus, tokenizer_dirs, tmp_path, name):
     from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
@@ -247,3 +272,46 @@ def test_mlm_forward_training_step_and_reload(corpus, tokenizer_dirs, tmp_path, 
         torch.testing.assert_close(reloaded(**batch).logits, logits)
     assert type(AutoModel.from_pretrained(tmp_path, local_files_only=True)).__name__ == type(model.encoder).__name__
     assert type(load(tmp_path)) is type(tok)
+
+
+def test_causal_lm_loss_falls_on_the_corpus_and_reloads(corpus, tokenizer_dirs, tmp_path):
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from xstilts import features
+    from xstilts.modeling import HeadSpec, MultiTaskModel
+    from xstilts.task_formats import TASK_FORMATS, language_modeling_collator
+    from xstilts.tasks import TEXT
+
+    tok = load(tokenizer_dirs["qwen2"])
+    blocks = features.encode_text(tok, lines_of(corpus), 32).features
+    assert all(b["input_ids"][0] == tok.bos_token_id and b["input_ids"][-1] == tok.eos_token_id for b in blocks)
+    collate = language_modeling_collator(tok, {"mlm_probability": 0.15})
+    assert collate is not None and TASK_FORMATS[TEXT].collator(tok, {"mlm_probability": 0.15}).mlm is False
+    train, dev = collate(blocks[8:40]), collate(blocks[:8])
+    # Next-token prediction: the labels are the inputs (shifted inside the model), nothing masked.
+    assert torch.equal(dev["labels"], dev["input_ids"])
+
+    torch.manual_seed(0)
+    model = MultiTaskModel.build(model_config(tok, {**SIZES, "architecture": "qwen2"}), {"mlm": HeadSpec(TEXT)})
+    head = model.heads["mlm"]
+    assert type(head).__name__ == "Qwen2ForCausalLM"
+    assert head.lm_head.weight is model.encoder.get_input_embeddings().weight  # tied to the shared embeddings
+    with torch.no_grad():
+        before = model("mlm", **dev).loss.item()
+    assert abs(before - math.log(len(tok))) < 0.5
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(30):
+        model("mlm", **train).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        after = model("mlm", **dev).loss
+        logits = model("mlm", **dev).logits
+    # Held-out blocks: the model learnt the corpus, not just its training blocks.
+    assert after.item() < before - 1.0, (before, after.item())
+    model.save_head_model("mlm", tmp_path, tok)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**dev).logits, logits)
+    assert type(AutoModel.from_pretrained(tmp_path, local_files_only=True)).__name__ == "Qwen2Model"

@@ -412,6 +412,7 @@ def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
 ARCHITECTURE_CONFIGS = {
     "bert": ("smoke_bert.yaml", "smoke-bert", "bert-smoke", "BertTokenizer"),
     "deberta-v2": ("smoke_deberta.yaml", "smoke-deberta", "deberta-smoke", "DebertaV2Tokenizer"),
+    "qwen2": ("smoke_qwen2.yaml", "smoke-qwen2", "qwen2-smoke", "Qwen2Tokenizer"),
 }
 
 

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 TRUNCATION_EXACT_MODEL_TYPES = frozenset(
     {"bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2", "mpnet", "data2vec-text"}
 )
-POOLINGS = ("mean", "cls")
+#: ``retrieval.pooling`` -> sentence-transformers' pooling mode. ``last``: the last non-padding
+#: token, the usual sentence embedding of a decoder (the only token that has seen the whole input).
+POOLINGS = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
 # RoBERTa-style position ids start after the padding index, which costs pad_token_id + 1 slots.
 OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "xmod", "data2vec-text", "mpnet"})
 
@@ -126,7 +128,8 @@ def load_encoder(
     :func:`default_layer`); the model is truncated to ``layer`` blocks only for the families in
     ``TRUNCATION_EXACT_MODEL_TYPES``, others run in full with ``output_hidden_states``. ``pooling``
     is ``mean`` (over every non-padding token, special tokens included) or ``cls`` (the first
-    non-padding token: ``<s>``, ``[CLS]``). Inputs are truncated to ``max_length``
+    non-padding token: ``<s>``, ``[CLS]``) or ``last`` (the last non-padding token: a decoder's
+    EOS, which has attended to the whole sentence). Inputs are truncated to ``max_length``
     tokens, special tokens included. ``device`` defaults to CUDA when available, else CPU;
     ``dtype`` (a ``torch.dtype`` or its name, e.g. ``"float16"``) to bfloat16 on GPUs that
     support it, float16 on other GPUs and float32 on CPU. Weights missing from the checkpoint
@@ -136,6 +139,8 @@ def load_encoder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoConfig
+
+    from xstilts.features import pad_right
 
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: not a local model folder (hub ids are never downloaded)")
@@ -194,7 +199,11 @@ def load_encoder(
         missing = _missing_weights(report)
         if missing:
             log.warning("%s: weights missing from the checkpoint, left random: %s", model_dir, ", ".join(missing))
-    pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
+    pad_right(transformer.tokenizer)
+    if transformer.tokenizer.pad_token is None:
+        raise ValueError(f"{model_dir}: the tokenizer has no pad token, so sentences cannot be batched; "
+                         "give it one (e.g. its EOS token) before embedding")
+    pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=POOLINGS[pooling])
     model = SentenceTransformer(modules=[transformer, pool], device=device)
     log.info(
         "encoder %s: hidden_states[%d] of %d layers (%s), %s pooling, max %d tokens, %s on %s",

@@ -28,8 +28,22 @@ class Encoded:
     word_ids: list[list[int | None]] = field(default_factory=list)
     #: span QA: per feature, the (start, end) character span of each context token, else None.
     offsets: list[list[tuple[int, int] | None]] = field(default_factory=list)
-    #: span QA: per feature, the token position that stands for "no answer" (the CLS token).
+    #: span QA: per feature, the token position that stands for "no answer" (CLS, else BOS).
     cls_index: list[int] = field(default_factory=list)
+
+
+def pad_right(tokenizer: Any) -> Any:
+    """Set ``tokenizer`` to pad on the right (in place) and return it.
+
+    Right padding is correct for every family here, because no phase generates text: a real
+    token keeps its position from the row's start, so per-token outputs (tagging, span QA) line
+    up with the features' word ids and offsets, and absolute positions (BERT's, GPT-2's) do not
+    move; decoders attend causally, so a real token never sees a pad. Left padding, which some
+    decoder tokenizers ship for generation, would misalign per-token outputs (tests/test_decoders.py
+    fails with it). Sequence classifiers pool the last non-pad token on either side.
+    """
+    tokenizer.padding_side = "right"
+    return tokenizer
 
 
 def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
@@ -38,7 +52,11 @@ def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
 
 
 def no_answer_index(tokenizer: Any, input_ids: list[int]) -> int:
-    """Where a span-QA window says "no answer": its CLS token (BOS where there is no CLS)."""
+    """Where a span-QA window says "no answer": its CLS token, or BOS where there is no CLS.
+
+    A decoder's BOS opens the window (the demo's Qwen2 tokenizer adds it), so it is the one
+    position every window has at the same place, as CLS is for encoders. Decoders whose tokenizer
+    adds no BOS fail here rather than pick an arbitrary position."""
     for token_id in (tokenizer.cls_token_id, tokenizer.bos_token_id):
         if token_id is not None and token_id in input_ids:
             return input_ids.index(token_id)
@@ -109,7 +127,8 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
     """Sliding windows over the context (the transformers QA example's preprocessing).
 
     Training windows that do not contain the answer, and unanswerable questions, point at the
-    "no answer" position: the window's CLS token (``<s>`` for XLM-R, ``[CLS]`` for BERT).
+    "no answer" position: the window's CLS token (``<s>`` for XLM-R, ``[CLS]`` for BERT), or a
+    decoder's BOS (``no_answer_index``).
     """
     truncated = [_truncate_question(tokenizer, r["question"], max_query_length) for r in records]
     questions = [q for q, _ in truncated]

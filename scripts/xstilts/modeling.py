@@ -8,6 +8,12 @@ one-task case, so intermediate, multi-task, target and MLM training share one co
 Encoders are saved with ``save_pretrained`` and loaded with ``from_pretrained`` from a local
 folder, exactly as ``xlm-roberta-large`` is: a phase-2 encoder folder is a drop-in replacement
 for the pretrained model in phase 3 and in retrieval.
+
+Where the format's stock head does not exist for the model type (transformers' own
+``AutoModelFor*`` registry says so), the format's ``fallback_head`` is used: decoders have no
+masked-LM head, so the ``text`` format trains a causal LM; and no decoder has a multiple-choice
+head, so multiple choice uses ``ChoiceScoringModel``, a sequence classifier with one output
+scoring each context+choice sequence, softmax over the choices: the stock head's semantics.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig
 from transformers import logging as hf_logging
 
 from xstilts.task_formats import task_format
@@ -56,6 +62,74 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+#: Config key naming a head xstilts built itself, so that loading a saved folder never guesses.
+HEAD_KEY = "xstilts_head"
+CHOICE_SCORING = "choice_scoring"
+
+
+class ChoiceScoringModel(nn.Module):
+    """Multiple choice for any architecture: one score per context+choice sequence, softmax over choices.
+
+    The stock ``*ForMultipleChoice`` heads (encoders only) score each choice's pooled sequence
+    with a one-output linear layer, reshape the scores to ``[batch, choices]`` and take the cross
+    entropy; this does the same with the model type's ``*ForSequenceClassification`` (one
+    label), which pools the last non-padding token of a decoder. It saves as that plain Hugging
+    Face sequence-classifier folder, its config marked ``xstilts_head: choice_scoring``.
+    """
+
+    def __init__(self, scorer: nn.Module):
+        super().__init__()
+        self.scorer = scorer
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig) -> "ChoiceScoringModel":
+        config = copy.deepcopy(config)
+        config.num_labels = 1
+        setattr(config, HEAD_KEY, CHOICE_SCORING)
+        return cls(AutoModelForSequenceClassification.from_config(config))
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, **kwargs: Any) -> "ChoiceScoringModel":
+        return cls(AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs))
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.scorer.config
+
+    def forward(self, labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> Any:
+        from transformers.modeling_outputs import MultipleChoiceModelOutput
+
+        n_choices = inputs["input_ids"].shape[1]
+        flat = {k: v.flatten(0, 1) for k, v in inputs.items()}
+        logits = self.scorer(**flat).logits.view(-1, n_choices)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return MultipleChoiceModelOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, out_dir: str | Path, **kwargs: Any) -> None:
+        self.scorer.save_pretrained(out_dir, **kwargs)
+
+
+def hf_model(head: nn.Module) -> nn.Module:
+    """The Hugging Face model inside a head (the head itself, or a ``ChoiceScoringModel``'s scorer)."""
+    return head.scorer if isinstance(head, ChoiceScoringModel) else head
+
+
+def head_class(fmt: str, config: PretrainedConfig) -> Any:
+    """The head class of format ``fmt`` for a model of ``config``'s type.
+
+    The format's stock ``AutoModelFor*`` class where transformers has one for the model type,
+    else its ``fallback_head`` (see the module docstring)."""
+    entry = task_format(fmt)
+    stock = entry.head_class()
+    if type(config) in stock._model_mapping or entry.fallback_head is None:
+        return stock
+    if entry.fallback_head == CHOICE_SCORING:
+        return ChoiceScoringModel
+    import transformers
+
+    return getattr(transformers, entry.fallback_head)
+
+
 class MultiTaskModel(nn.Module):
     """Task heads (stock ``AutoModelFor*`` models) sharing one encoder."""
 
@@ -79,6 +153,10 @@ class MultiTaskModel(nn.Module):
             config = AutoConfig.from_pretrained(encoder_source)
             # Weights from safetensors only: a folder holding only pickled weights is refused.
             encoder = AutoModel.from_pretrained(encoder_source, use_safetensors=True)
+        if config.pad_token_id is None:
+            # Batches are padded, and decoders' sequence classifiers pool the last non-pad token.
+            raise ValueError(f"the {config.model_type} model config names no pad_token_id; batched training and "
+                             "prediction need a pad token: give the tokenizer one and set config.pad_token_id to it")
         heads = {}
         for name, spec in specs.items():
             head_config = copy.deepcopy(config)
@@ -91,12 +169,13 @@ class MultiTaskModel(nn.Module):
                 # whether or not this process trained (a resume at the last step only evaluates).
                 # Every labelled format here is one class per unit (pair or token).
                 head_config.problem_type = "single_label_classification"
-            model = entry.head_class().from_config(head_config)
+            model = head_class(spec.format, config).from_config(head_config)
+            inner = hf_model(model)
             # Replace the head model's own (randomly initialised) encoder with the shared one.
             # The shared AutoModel keeps its pooler, which the multiple-choice head needs.
-            setattr(model, model.base_model_prefix, encoder)
-            # The MLM decoder is tied to the input embeddings; re-tie it to the shared ones.
-            model.tie_weights()
+            setattr(inner, inner.base_model_prefix, encoder)
+            # The LM head is tied to the input embeddings; re-tie it to the shared ones.
+            inner.tie_weights()
             heads[name] = model
         return cls(encoder, heads)
 
@@ -104,7 +183,8 @@ class MultiTaskModel(nn.Module):
     def load_head_model(cls, model_dir: str | Path, task: str, fmt: str) -> "MultiTaskModel":
         """A fine-tuned task model saved by ``save_head_model``, as the one-task case."""
         model = load_head_model(model_dir, fmt)
-        return cls(getattr(model, model.base_model_prefix), {task: model})
+        inner = hf_model(model)
+        return cls(getattr(inner, inner.base_model_prefix), {task: model})
 
     def forward(self, task: str, **batch: torch.Tensor) -> Any:
         return self.heads[task](**batch)
@@ -123,9 +203,11 @@ class MultiTaskModel(nn.Module):
 
 
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:
-    """Load a fine-tuned task model saved by ``save_head_model``."""
+    """Load a fine-tuned task model saved by ``save_head_model`` (its config says which head it is)."""
+    config = AutoConfig.from_pretrained(model_dir)
+    cls = ChoiceScoringModel if getattr(config, HEAD_KEY, None) == CHOICE_SCORING else task_format(fmt).head_class()
     with quiet_transformers():
-        return task_format(fmt).head_class().from_pretrained(model_dir, use_safetensors=True)
+        return cls.from_pretrained(model_dir, use_safetensors=True)
 
 
 def head_labels(model: nn.Module, fmt: str) -> tuple[str, ...]:

@@ -172,8 +172,10 @@ def provenance(paths: list[str | Path]) -> dict[str, str]:
 def _load_tokenizer(model_dir: str | Path) -> Any:
     from transformers import AutoTokenizer
 
+    from xstilts.features import pad_right
+
     require_model_dir(model_dir, "tokenizer")
-    return AutoTokenizer.from_pretrained(model_dir)
+    return pad_right(AutoTokenizer.from_pretrained(model_dir))
 
 
 def _model_files(model_dir: str | Path) -> list[str]:
@@ -238,7 +240,9 @@ def train_tokenizer(vocab_size: int, corpus_files: list[str], out_dir: str | Pat
 
 def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: list[str], out_dir: str | Path,
                  metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
-    """Train the tiny masked LM (the demo's phase-1 model; family model.pretrain.architecture) and save it."""
+    """Train the tiny LM (the demo's phase-1 model; family model.pretrain.architecture) and save it.
+
+    Masked LM for encoders, causal LM for decoders (the ``text`` format's head and collator)."""
     from xstilts import features, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
     from xstilts.pretrain import model_config

@@ -1,4 +1,4 @@
-"""Phase-1 stand-in for the embedded demo: a tokenizer and a tiny MLM config of one architecture family.
+"""Phase-1 stand-in for the embedded demo: a tokenizer and a tiny model config of one architecture family.
 
 ``model.pretrain.architecture`` picks the family; each trains its tokenizer the way that family
 does and saves it in the family's own Hugging Face classes, so every later stage loads tokenizer
@@ -13,12 +13,19 @@ and model with ``AutoTokenizer`` / ``AutoModel`` exactly as it would load the hu
 * ``deberta-v2``: a SentencePiece Unigram model with mDeBERTa-v3's layout (``[PAD]``=0,
   ``[CLS]``=1, ``[SEP]``=2, ``[UNK]``=3, ``[MASK]`` last) as ``DebertaV2Tokenizer``, and a
   ``DebertaV2Config`` with mDeBERTa-v3's disentangled relative attention.
+* ``qwen2`` (a decoder-only demo): a byte-level BPE with Qwen2's pre-tokenizer as
+  ``Qwen2Tokenizer``, with explicit ``<|endoftext|>``=0 (pad, Qwen's own pad), ``<|im_start|>``=1
+  (BOS) and ``<|im_end|>``=2 (EOS) framing every sequence (``BOS a EOS BOS b EOS`` for pairs),
+  right padding, and a ``Qwen2Config`` with tied embeddings. Its phase 1 is causal-LM pretraining
+  (the ``text`` format picks the objective from the model type, ``modeling.text_head``).
 
 Training is deterministic: the same corpus gives byte-identical tokenizer files in any process.
 SentencePiece runs single-threaded (the Unigram trainer of ``tokenizers`` is not deterministic:
 its hash-map iteration order varies between processes). The WordPiece trainer of ``tokenizers``
 numbers the ``##`` continuation symbols in hash-map order, which changes which merge wins a tie;
 declaring those symbols up front, sorted, fixes their ids and so the whole merge sequence.
+The BPE trainer of ``tokenizers`` breaks count ties by the pair itself, and its alphabet (the
+256 byte symbols) is given up front: byte-identical across processes (tests/test_pretrain.py).
 """
 
 from __future__ import annotations
@@ -94,6 +101,35 @@ def _deberta_v2_tokenizer(lines: list[str], vocab_size: int) -> Any:
     return DebertaV2Tokenizer(vocab=vocab, unk_id=3, do_lower_case=False, split_by_punct=False)
 
 
+QWEN2_PAD, QWEN2_BOS, QWEN2_EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+
+
+def _qwen2_tokenizer(lines: list[str], vocab_size: int) -> Any:
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    specials = [QWEN2_PAD, QWEN2_BOS, QWEN2_EOS]
+    # Qwen2's own normalizer and pre-tokenizer (regex split, then bytes), with a prefix space so that
+    # pre-split words (tagging) get the same pieces as words inside running text.
+    empty = Qwen2Tokenizer(vocab={t: i for i, t in enumerate(specials)}, merges=[], add_prefix_space=True)
+    trainee = Tokenizer(models.BPE())
+    trainee.normalizer = empty.backend_tokenizer.normalizer
+    trainee.pre_tokenizer = empty.backend_tokenizer.pre_tokenizer
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainee.train_from_iterator(lines, trainer)
+    model = json.loads(trainee.to_str())["model"]
+    # BOS and EOS frame every sequence: BOS is span QA's "no answer" position (features.no_answer_index),
+    # EOS the last real token, which the sequence classifier pools (it sees the whole input). The
+    # explicit pad token differs from both, so the classifier never mistakes EOS for padding. Right
+    # padding keeps per-token outputs at their tokens' positions (features.pad_right).
+    return Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]],
+                          unk_token=QWEN2_PAD, pad_token=QWEN2_PAD, bos_token=QWEN2_BOS, eos_token=QWEN2_EOS,
+                          add_prefix_space=True, add_bos_token=True, add_eos_token=True, padding_side="right")
+
+
 def _common(tokenizer: Any, arch: dict[str, Any]) -> dict[str, Any]:
     return {
         "vocab_size": len(tokenizer),
@@ -160,6 +196,28 @@ def _deberta_v2_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
     )
 
 
+def _qwen2_config(tokenizer: Any, arch: dict[str, Any]) -> Any:
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=arch["hidden_size"],
+        num_hidden_layers=arch["num_hidden_layers"],
+        num_attention_heads=arch["num_attention_heads"],
+        num_key_value_heads=arch["num_attention_heads"],
+        intermediate_size=arch["intermediate_size"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        # Small Qwen2 models (0.5B, 1.5B) tie the LM head to the input embeddings. Qwen2 has
+        # attention dropout only; hidden_dropout_prob has no counterpart.
+        tie_word_embeddings=True,
+        attention_dropout=arch["attention_probs_dropout_prob"],
+        use_cache=False,
+    )
+
+
 @dataclass(frozen=True)
 class Architecture:
     """How one model family trains its tokenizer and configures its model."""
@@ -173,6 +231,7 @@ ARCHITECTURES = {
     "xlm-roberta": Architecture("xlm-roberta", _xlmr_tokenizer, _xlmr_config),
     "bert": Architecture("bert", _bert_tokenizer, _bert_config),
     "deberta-v2": Architecture("deberta-v2", _deberta_v2_tokenizer, _deberta_v2_config),
+    "qwen2": Architecture("qwen2", _qwen2_tokenizer, _qwen2_config),
 }
 
 

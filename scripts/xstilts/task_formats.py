@@ -87,11 +87,21 @@ def _pad_tags(tokenizer: Any, hp: dict[str, Any]) -> Any:
     return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
 
 
-def _mask_tokens(tokenizer: Any, hp: dict[str, Any]) -> Any:
+def language_modeling_collator(tokenizer: Any, hp: dict[str, Any], seed: int | None = None) -> Any:
+    """Masked LM for tokenizers with a mask token, else next-token prediction (causal LM).
+
+    A mask token is what masked-LM families (the ones whose ``text`` head is the stock masked-LM
+    one) have and decoders lack, so this matches ``modeling.head_class``'s choice of head."""
     from transformers import DataCollatorForLanguageModeling
 
+    if tokenizer.mask_token is None:
+        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp["mlm_probability"], seed=seed)
+
+
+def _mask_tokens(tokenizer: Any, hp: dict[str, Any]) -> Any:
     # seed=None: masking draws from torch's global RNG, which checkpoints save and restore.
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp["mlm_probability"])
+    return language_modeling_collator(tokenizer, hp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +193,9 @@ class TaskFormat:
     name: str
     #: transformers ``AutoModelFor*`` class name of the trained head (None: no head, retrieval).
     head: str | None = None
+    #: The head for model types that ``head`` does not support (``modeling.head_class``): an
+    #: ``AutoModelFor*`` name, or ``choice_scoring`` (``modeling.ChoiceScoringModel``).
+    fallback_head: str | None = None
     #: The head classifies into named labels, kept in its config's id2label / label2id.
     labelled: bool = False
     encode: Callable[..., Encoded] | None = None
@@ -225,7 +238,7 @@ TASK_FORMATS: dict[str, TaskFormat] = {
         TaskFormat(PAIR, "AutoModelForSequenceClassification", labelled=True, encode=_encode_pairs,
                    collator=_pad, predict_collator=_pad, outputs=_logits, decode=_decode_labels,
                    write_predictions=formats.write_xtreme_classification, write_labels=_label_column),
-        TaskFormat(CHOICE, "AutoModelForMultipleChoice", encode=_encode_choices, collator=_pad_choices,
+        TaskFormat(CHOICE, "AutoModelForMultipleChoice", fallback_head="choice_scoring", encode=_encode_choices, collator=_pad_choices,
                    predict_collator=_pad_choices_unlabelled, outputs=_logits, decode=_decode_choices,
                    write_predictions=formats.write_xtreme_choice, write_labels=_label_choices),
         TaskFormat(SPAN, "AutoModelForQuestionAnswering", encode=_encode_spans, collator=_pad,
@@ -236,7 +249,7 @@ TASK_FORMATS: dict[str, TaskFormat] = {
                    collator=_pad_tags, predict_collator=_pad_tags, outputs=_logits, decode=_decode_tags,
                    collect_labels=_sorted_tags, write_predictions=formats.write_xtreme_tagging,
                    write_labels=_label_tags),
-        TaskFormat(TEXT, "AutoModelForMaskedLM", encode=_encode_text, collator=_mask_tokens, predict_collator=_pad,
+        TaskFormat(TEXT, "AutoModelForMaskedLM", fallback_head="AutoModelForCausalLM", encode=_encode_text, collator=_mask_tokens, predict_collator=_pad,
                    outputs=_logits),
         # Retrieval: predictions are written by mine_bucc / search_tatoeba, one line per pair or query.
         TaskFormat(BITEXT, write_predictions=formats.write_xtreme_classification, write_labels=_label_bitext,

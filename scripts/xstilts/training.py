@@ -29,11 +29,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+from transformers import get_linear_schedule_with_warmup
 
 from xstilts.errors import TrainingError  # noqa: F401 (raised here, importable from here)
 from xstilts.features import IGNORE, Encoded
-from xstilts.task_formats import DEV_METRICS, task_format
+from xstilts.task_formats import DEV_METRICS, language_modeling_collator, task_format
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +248,10 @@ def score(task: TaskData, records: list[dict[str, Any]], predictions: Any) -> di
 
 @torch.no_grad()
 def mlm_loss(model: Any, task: TaskData, dev: DevSet, tokenizer: Any, device: torch.device, autocast: Any) -> float:
-    """Mean masked-LM loss on dev with fixed masks (a seeded collator), comparable across evals."""
+    """Mean LM loss on dev, comparable across evals: masked LM with fixed masks (a seeded collator),
+    or a causal LM's next-token loss (``task_formats.language_modeling_collator``)."""
     model.eval()
-    collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=task.hp["mlm_probability"], seed=0)
+    collate = language_modeling_collator(tokenizer, task.hp, seed=0)
     bs = task.hp.get("eval_batch_size") or 2 * task.hp["batch_size"]
     total, count = 0.0, 0
     for start in range(0, len(dev.encoded.features), bs):
