@@ -230,8 +230,10 @@ def slurm_runs(cluster, tmp_path_factory):
                 runs[name] = {"proc": proc, "output": output, "seconds": time.monotonic() - started,
                               "submissions": subs, "slurm": slurm_records([s["slurm_id"] for s in subs])}
                 if name == "failing":
+                    # Job locks excluded: every attempt of a job takes its lock, the rerun of a
+                    # failed one too (the lock file of a finished job is left untouched).
                     runs[name]["files"] = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*")
-                                           if p.is_file()}
+                                           if p.is_file() and not p.name.endswith(".lock")}
             local.wait(timeout=TIMEOUT_S)
         finally:
             if local.poll() is None:
