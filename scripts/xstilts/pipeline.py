@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -113,7 +114,7 @@ def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs
     try:
         manifest.verify(inputs)
         what = f"{rule} {outputs[0]}" if outputs else rule
-        with jobcontrol.JobLock(manifest.lock_path(outputs[0]), what=what, log=log) if outputs else _nothing():
+        with jobcontrol.JobLock(manifest.lock_path(outputs[0]), what=what, log=log) if outputs else nullcontext():
             if outputs and all(manifest.complete(o, job) for o in outputs):
                 log.info("%s: another process finished this job while this one waited; nothing to do", what)
                 return 0
@@ -130,14 +131,6 @@ def _plain(params: Any) -> Any:
     """Snakemake's params (a named list) as a plain dict, for the job digest."""
     items = getattr(params, "items", None)
     return {k: v for k, v in items()} if callable(items) else params
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
