@@ -284,3 +284,14 @@ def test_multiple_choice_through_phases_2_and_3_and_prediction(decoder_bench, tm
             scores = [scorer(**saved_tok(first, prefix + c, truncation=True, max_length=64, return_tensors="pt")).logits[0, 0]
                       for c in record["choices"]]
             assert label == int(np.argmax(scores))
+
+
+@pytest.mark.parametrize("config_class, family", [
+    ("XLMRobertaConfig", "encoder"), ("DebertaV2Config", "encoder"), ("BertConfig", "encoder"),
+    ("Qwen2Config", "decoder"), ("LlamaConfig", "decoder"), ("BloomConfig", "decoder"), ("GemmaConfig", "decoder"),
+])
+def test_model_family_is_read_from_the_config(config_class, family):
+    """The family comes from the model's config (transformers' registries), never from a name."""
+    from xstilts.modeling import model_family
+
+    assert model_family(getattr(transformers, config_class)()) == family

@@ -130,6 +130,23 @@ def head_class(fmt: str, config: PretrainedConfig) -> Any:
     return getattr(transformers, entry.fallback_head)
 
 
+#: The two model families of the grid, as tables and the paper name them.
+ENCODER, DECODER = "encoder", "decoder"
+
+
+def model_family(config: PretrainedConfig) -> str:
+    """``encoder`` or ``decoder`` (decoder-only), read from the model's own config.
+
+    transformers' masked-LM registry decides: every encoder family it ships (BERT, XLM-R,
+    DeBERTa, ...) has a masked-LM class, and no decoder-only one (GPT-2, Llama, Qwen2, BLOOM,
+    Gemma, Mistral) does. ``is_decoder`` cannot decide: it marks an encoder used as a decoder
+    inside an encoder-decoder, and decoder-only configs leave it False.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return ENCODER if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else DECODER
+
+
 class MultiTaskModel(nn.Module):
     """Task heads (stock ``AutoModelFor*`` models) sharing one encoder."""
 
