@@ -140,7 +140,7 @@ def load_encoder(
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoConfig
 
-    from xstilts.features import pad_right
+    from xstilts.features import ensure_pad_token, pad_right
 
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: not a local model folder (hub ids are never downloaded)")
@@ -199,10 +199,9 @@ def load_encoder(
         missing = _missing_weights(report)
         if missing:
             log.warning("%s: weights missing from the checkpoint, left random: %s", model_dir, ", ".join(missing))
-    pad_right(transformer.tokenizer)
-    if transformer.tokenizer.pad_token is None:
-        raise ValueError(f"{model_dir}: the tokenizer has no pad token, so sentences cannot be batched; "
-                         "give it one (e.g. its EOS token) before embedding")
+    # Batches pad on the right, with EOS where the tokenizer has no pad token (as in training);
+    # pooling reads the attention mask, so the pad's id never matters here.
+    pad_right(ensure_pad_token(transformer.tokenizer))
     pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=POOLINGS[pooling])
     model = SentenceTransformer(modules=[transformer, pool], device=device)
     log.info(

@@ -46,22 +46,54 @@ def pad_right(tokenizer: Any) -> Any:
     return tokenizer
 
 
+def ensure_pad_token(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` its EOS token as pad where it defines no pad token (in place); return it.
+
+    Hub decoders often ship without a pad token (Llama 3; Qwen2.5 sets its EOS ``<|endoftext|>``
+    as pad itself, which is the same choice). Reusing EOS keeps the vocabulary and the weights as
+    pretrained, and it is safe because of how each head reads a padded batch:
+
+    - with right padding (``pad_right``) and the attention mask, no real token attends to a pad,
+      and per-token heads (tagging, span QA) read only the feature's own positions;
+    - transformers' decoder sequence classifiers (and so the choice scorer) pool the rightmost
+      token whose id differs from ``config.pad_token_id``. With pad == EOS that is the last
+      non-EOS token: the last real token, or, for a tokenizer that appends EOS itself, the token
+      before that EOS. The rule compares ids, not positions, so it picks the same token whether an
+      example is alone or padded in a batch (padding invariance), in training and in prediction;
+    - retrieval pooling uses the attention mask only.
+
+    The alternative, a new pad token, would resize the embeddings of a pretrained model for a row
+    that is never attended. A tokenizer with neither a pad nor an EOS token is refused.
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"{type(tokenizer).__name__} defines neither a pad nor an EOS token, so batches cannot "
+                             "be padded; add a pad token to the model's tokenizer (tokenizer.add_special_tokens("
+                             "{'pad_token': ...}) and resize the embeddings) before using it here")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
     """Feature i's model inputs: the tokenizer's ``model_input_names`` that it returned."""
     return {k: enc[k][i] for k in tokenizer.model_input_names if k in enc}
 
 
-def no_answer_index(tokenizer: Any, input_ids: list[int]) -> int:
-    """Where a span-QA window says "no answer": its CLS token, or BOS where there is no CLS.
+def no_answer_index(tokenizer: Any, input_ids: list[int], sequence_ids: list[int | None] | None = None) -> int:
+    """Where a span-QA window says "no answer": its CLS token, else its BOS, else its first question token.
 
-    A decoder's BOS opens the window (the demo's Qwen2 tokenizer adds it), so it is the one
-    position every window has at the same place, as CLS is for encoders. Decoders whose tokenizer
-    adds no BOS fail here rather than pick an arbitrary position."""
+    Windows are question first, so CLS (encoders) or BOS (decoders whose tokenizer adds one: the
+    demo's Qwen2, Llama 3) opens every window at the same place. Tokenizers that add no special
+    tokens at all (Qwen2.5, BLOOM) open the window with the question itself; its first token
+    (``sequence_ids`` 0) is then that place. It is never a context token, so it can never be an
+    answer's start or end, and a decoder's BOS sees no more than it does (causal attention)."""
     for token_id in (tokenizer.cls_token_id, tokenizer.bos_token_id):
         if token_id is not None and token_id in input_ids:
             return input_ids.index(token_id)
-    raise ValueError(f"{type(tokenizer).__name__} adds neither a CLS nor a BOS token to question/context pairs, "
-                     "so span QA has no 'no answer' position; use a tokenizer with a CLS token")
+    if sequence_ids is not None and 0 in sequence_ids:
+        return sequence_ids.index(0)
+    raise ValueError(f"{type(tokenizer).__name__} adds neither a CLS nor a BOS token to question/context pairs "
+                     "and the window has no question token, so span QA has no 'no answer' position")
 
 
 def encode_pairs(tokenizer: Any, records: list[dict[str, Any]], max_length: int, labels: tuple[str, ...]) -> Encoded:
@@ -128,7 +160,7 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
 
     Training windows that do not contain the answer, and unanswerable questions, point at the
     "no answer" position: the window's CLS token (``<s>`` for XLM-R, ``[CLS]`` for BERT), or a
-    decoder's BOS (``no_answer_index``).
+    decoder's BOS, or its first question token (``no_answer_index``).
     """
     truncated = [_truncate_question(tokenizer, r["question"], max_query_length) for r in records]
     questions = [q for q, _ in truncated]
@@ -146,7 +178,7 @@ def encode_spans(tokenizer: Any, records: list[dict[str, Any]], max_length: int,
         seq = enc.sequence_ids(i)
         context_offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], seq)]
         feature = model_inputs(tokenizer, enc, i)
-        null = no_answer_index(tokenizer, ids)
+        null = no_answer_index(tokenizer, ids, seq)
         if train:
             start_pos = end_pos = null
             answers = records[ex]["answers"]

@@ -156,13 +156,20 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict(heads)
 
     @classmethod
-    def build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec]) -> "MultiTaskModel":
-        """Load the encoder (a local folder, or a config for random init) and add one head per task."""
+    def build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec],
+              pad_token_id: int | None = None) -> "MultiTaskModel":
+        """Load the encoder (a local folder, or a config for random init) and add one head per task.
+
+        ``pad_token_id``: the pad id of the tokenizer the batches are padded with. A config that
+        names none (hub decoders: Qwen2.5, Llama 3) takes it, so the decoder classifiers pool the
+        right token and the saved folders name it; a config naming a different one is refused.
+        """
         with quiet_transformers():
-            return cls._build(encoder_source, specs)
+            return cls._build(encoder_source, specs, pad_token_id)
 
     @classmethod
-    def _build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec]) -> "MultiTaskModel":
+    def _build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec],
+               pad_token_id: int | None = None) -> "MultiTaskModel":
         if isinstance(encoder_source, PretrainedConfig):
             config = encoder_source
             encoder = AutoModel.from_config(config)
@@ -170,6 +177,12 @@ class MultiTaskModel(nn.Module):
             config = AutoConfig.from_pretrained(encoder_source)
             # Weights from safetensors only: a folder holding only pickled weights is refused.
             encoder = AutoModel.from_pretrained(encoder_source, use_safetensors=True)
+        if pad_token_id is not None and config.pad_token_id is None:
+            config.pad_token_id = encoder.config.pad_token_id = pad_token_id
+        elif pad_token_id is not None and config.pad_token_id != pad_token_id:
+            raise ValueError(f"the {config.model_type} model config names pad_token_id {config.pad_token_id}, its "
+                             f"tokenizer pads with id {pad_token_id}: sequence classifiers would pool a wrong "
+                             "position; make config.json's pad_token_id the tokenizer's pad token id")
         if config.pad_token_id is None:
             # Batches are padded, and decoders' sequence classifiers pool the last non-pad token.
             raise ValueError(f"the {config.model_type} model config names no pad_token_id; batched training and "

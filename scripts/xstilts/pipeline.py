@@ -165,10 +165,10 @@ def provenance(paths: list[str | Path]) -> dict[str, str]:
 def _load_tokenizer(model_dir: str | Path) -> Any:
     from transformers import AutoTokenizer
 
-    from xstilts.features import pad_right
+    from xstilts.features import ensure_pad_token, pad_right
 
     require_model_dir(model_dir, "tokenizer")
-    return pad_right(AutoTokenizer.from_pretrained(model_dir))
+    return pad_right(ensure_pad_token(AutoTokenizer.from_pretrained(model_dir)))
 
 
 def _model_files(model_dir: str | Path) -> list[str]:
@@ -311,7 +311,8 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
         for n in job["tasks"]
     ]
     training.set_seed(job["seed"])
-    model = MultiTaskModel.build(encoder_dir, {t.name: HeadSpec(t.format, t.labels) for t in tasks})
+    model = MultiTaskModel.build(encoder_dir, {t.name: HeadSpec(t.format, t.labels) for t in tasks},
+                                 pad_token_id=tokenizer.pad_token_id)
     sources = [s for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev]
     inputs = provenance(_data_files(data_root, sources) + _model_files(encoder_dir))
     fp = training.fingerprint(phase="intermediate", job=job, inputs=inputs)
@@ -345,7 +346,8 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
     dev_sources = _sources(job["dev_sources"])
     data = _task_data(task, hp, data_root, tokenizer, dev_sources)
     training.set_seed(seed)
-    model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)})
+    model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)},
+                                 pad_token_id=tokenizer.pad_token_id)
     stage_sources = [s for st in job.get("stages", []) for s in _sources(st["train"] + st["dev"])]
     inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources)
                         + _model_files(encoder_dir))
@@ -610,7 +612,7 @@ def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, An
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from xstilts import download
+    from xstilts import download, features
 
     download_dir, out = Path(download_dir), Path(out_dir)
     record = json.loads((download_dir / "source.json").read_text(encoding="utf-8"))
@@ -625,10 +627,15 @@ def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, An
             shutil.copyfile(download_dir / name, target)
     config = AutoConfig.from_pretrained(out, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    own_pad = tokenizer.pad_token
+    # Every phase pads with the tokenizer's pad token, or its EOS where it has none; a tokenizer
+    # with neither fails here, not in a training job.
+    features.ensure_pad_token(tokenizer)
     if not getattr(config, "num_hidden_layers", 0):
         raise ValueError(f"{out}: the config names no num_hidden_layers; is {record['repo_id']} an encoder?")
     info = {"repo_id": record["repo_id"], "revision": record["revision"], "num_hidden_layers": config.num_hidden_layers,
-            "hidden_size": getattr(config, "hidden_size", None), "vocab_size": len(tokenizer)}
+            "hidden_size": getattr(config, "hidden_size", None), "vocab_size": len(tokenizer),
+            "pad_token": tokenizer.pad_token, "pad_is_eos": own_pad is None, "bos_token": tokenizer.bos_token}
     log.info("encoder %s@%s: %s", record["repo_id"], record["revision"], info)
     return info
 
