@@ -25,6 +25,11 @@ from xstilts.modeling import MultiTaskModel, hf_model
 log = logging.getLogger(__name__)
 
 
+def linear_layer_names(encoder: nn.Module) -> list[str]:
+    """The distinct names of an encoder's linear layers (the candidates for ``target_modules``)."""
+    return sorted({name.rpartition(".")[2] for name, m in encoder.named_modules() if isinstance(m, nn.Linear)})
+
+
 def lora_target_modules(encoder: nn.Module, lora: dict[str, Any]) -> list[str]:
     """The module names LoRA adapts: ``lora["target_modules"]``, else peft's default for the model type.
 
@@ -38,22 +43,27 @@ def lora_target_modules(encoder: nn.Module, lora: dict[str, Any]) -> list[str]:
     model_type = encoder.config.model_type
     if model_type in DEFAULTS:
         return list(DEFAULTS[model_type])
-    linear = sorted({name.rpartition(".")[2] for name, m in encoder.named_modules() if isinstance(m, nn.Linear)})
     raise ConfigError(
         f"peft has no default LoRA target modules for model type {model_type!r}: set models[].lora.target_modules "
         f"to the names of the layers to adapt (usually the attention projections; this model's linear layers: "
-        f"{', '.join(linear) or 'none'})")
+        f"{', '.join(linear_layer_names(encoder)) or 'none'})")
 
 
 def add_lora(model: MultiTaskModel, lora: dict[str, Any]) -> None:
     """Inject LoRA adapters into ``model``'s shared encoder and freeze its other weights (in place)."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    from xstilts.config import ConfigError
+
     targets = lora_target_modules(model.encoder, lora)
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=targets,
                         bias="none")
-    # In place: the heads keep pointing at this same encoder object.
-    inject_adapter_in_model(config, model.encoder)
+    try:
+        # In place: the heads keep pointing at this same encoder object.
+        inject_adapter_in_model(config, model.encoder)
+    except ValueError as e:  # peft: a target module the model does not have
+        raise ConfigError(f"LoRA on the {model.encoder.config.model_type} model: {e} (models[].lora.target_modules; "
+                          f"this model's linear layers: {', '.join(linear_layer_names(model.encoder))})") from e
     log.info("LoRA r=%d alpha=%g dropout=%g on %s", lora["r"], lora["alpha"], lora["dropout"], ", ".join(targets))
 
 
