@@ -304,6 +304,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family, fmt, i
         torch.testing.assert_close(ck_grads[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
     adaptation.set_gradient_checkpointing(model, False)
     assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    assert not model.encoder.get_input_embeddings()._forward_hooks  # the model is as it was before
 
 
 def test_a_model_type_without_peft_defaults_needs_target_modules():

@@ -101,6 +101,8 @@ def set_gradient_checkpointing(model: MultiTaskModel, enable: bool) -> None:
             inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             inner.activation_checkpointing_disable()
+            # Enabling also hooked the input embeddings (outputs that require grad); unhook them too.
+            inner.disable_input_require_grads()
 
 
 def adapt(model: MultiTaskModel, adaptation: dict[str, Any]) -> None:
