@@ -33,6 +33,7 @@ SIZES = {"architecture": None, "hidden_size": 32, "num_hidden_layers": 2, "num_a
          "attention_probs_dropout_prob": 0.0}
 HP = {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 16}
 TOL = {"rtol": 0, "atol": 1e-5}
+NO_ADAPTATION = {"lora": None, "gradient_checkpointing": False}
 
 SHORT = "Piara lives in Topo ."
 LONG = "der Hund of Piara lives in the big city of Topo , near the river , and the Hund is happy there ."
@@ -261,10 +262,10 @@ def test_multiple_choice_through_phases_2_and_3_and_prediction(decoder_bench, tm
     hp = {**hparam_defaults(), "batch_size": 4, "grad_accum": 1, "max_seq_length": 64, "learning_rate": 1e-3,
           "max_steps": 3, "mixed_precision": "no"}
     intermediate = {"tasks": ["hellaswag"], "task_hparams": {"hellaswag": hp}, "hparams": hp, "seed": 0,
-                    "examples_cap": None}
+                    "examples_cap": None, "adaptation": NO_ADAPTATION}
     pipeline.finetune_intermediate(intermediate, phase1, decoder_bench, tmp_path / "phase2", tmp_path / "m2.json",
                                    tmp_path / "ck2", 1)
-    job = {"training": "xcopa", "hparams": hp, "dev_sources": [["copa", "dev", "en"]]}
+    job = {"training": "xcopa", "hparams": hp, "dev_sources": [["copa", "dev", "en"]], "adaptation": NO_ADAPTATION}
     pipeline.finetune_target(job, 0, tmp_path / "phase2", decoder_bench, tmp_path / "model", tmp_path / "m3.json",
                              tmp_path / "ck3", 1)
     predict = {**job, "prediction": {}, "predict": {"xcopa": ["en", "zh"]}}

@@ -18,7 +18,8 @@ def trained(tiny_bench, tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("target")
     hp = {**hparam_defaults(), "batch_size": 8, "grad_accum": 1, "max_seq_length": 64, "learning_rate": 5e-3,
           "max_steps": 3, "mixed_precision": "no"}
-    job = {"training": "xnli", "hparams": hp, "dev_sources": [["mnli", "dev", "en"]]}
+    job = {"training": "xnli", "hparams": hp, "dev_sources": [["mnli", "dev", "en"]],
+           "adaptation": {"lora": None, "gradient_checkpointing": False}}
     pipeline.finetune_target(job, 0, tiny_encoder, tiny_bench, out / "model", out / "metrics.json", out / "ck", 1)
     predict = {"training": "xnli", "hparams": hp, "prediction": {}, "predict": {"xnli": ["en", "de", "zh"]}}
     pipeline.predict_target(predict, out / "model", tiny_bench, out / "predictions", out / "predict.json", 1)

@@ -16,6 +16,9 @@ from xstilts.modeling import HeadSpec, MultiTaskModel
 from xstilts.tasks import INTERMEDIATE_TASKS, TARGET_TRAININGS
 
 
+NO_ADAPTATION = {"lora": None, "gradient_checkpointing": False}
+
+
 def hp(**kw):
     return {**hparam_defaults(), "batch_size": 8, "grad_accum": 1, "max_seq_length": 64, "learning_rate": 5e-3,
             "warmup_ratio": 0.0, "mixed_precision": "no", **kw}
@@ -231,13 +234,15 @@ def _files(folder):
 def test_resume_at_the_last_step_writes_byte_identical_outputs(phase, tiny_bench, tiny_encoder, tmp_path, monkeypatch):
     params = hp(max_steps=3, eval_every_steps=1, epochs=1)
     if phase == "target":
-        job = {"training": "xnli", "hparams": params, "dev_sources": [["mnli", "dev", "en"]]}
+        job = {"training": "xnli", "hparams": params, "dev_sources": [["mnli", "dev", "en"]],
+               "adaptation": NO_ADAPTATION}
         save = "save_head_model"
 
         def run(out):
             pipeline.finetune_target(job, 0, tiny_encoder, tiny_bench, out / "model", out / "metrics.json", out / "ck", 1)
     else:
-        job = {"tasks": ["mnli"], "task_hparams": {"mnli": params}, "hparams": params, "seed": 0, "examples_cap": None}
+        job = {"tasks": ["mnli"], "task_hparams": {"mnli": params}, "hparams": params, "seed": 0, "examples_cap": None,
+               "adaptation": NO_ADAPTATION}
         save = "save_encoder"
 
         def run(out):

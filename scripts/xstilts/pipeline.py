@@ -300,8 +300,11 @@ def _data_files(data_root: str | Path, sources: list[Source]) -> list[str]:
 
 def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_root: str | Path, out_dir: str | Path,
                           metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
-    """Phase 2: train the encoder on one intermediate task (or all of them, multi-task); save it."""
-    from xstilts import training
+    """Phase 2: train the encoder on one intermediate task (or all of them, multi-task); save it.
+
+    ``job["adaptation"]`` (``xstilts.adaptation``): with LoRA the encoder trains adapters (heads in
+    full), merged into its weights before saving, so the folder is a plain encoder either way."""
+    from xstilts import adaptation, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
 
     training.configure_determinism(threads)
@@ -313,11 +316,13 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
     training.set_seed(job["seed"])
     model = MultiTaskModel.build(encoder_dir, {t.name: HeadSpec(t.format, t.labels) for t in tasks},
                                  pad_token_id=tokenizer.pad_token_id)
+    adaptation.adapt(model, job["adaptation"])
     sources = [s for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev]
     inputs = provenance(_data_files(data_root, sources) + _model_files(encoder_dir))
     fp = training.fingerprint(phase="intermediate", job=job, inputs=inputs)
     result = training.train(model, tasks, tokenizer, job["hparams"], job["seed"], checkpoint_dir, fp,
                             examples_cap=job["examples_cap"])
+    adaptation.finish(model, job["adaptation"])
     model.save_encoder(out_dir, tokenizer)
     write_json(metrics_path, {"phase": "intermediate", "job": job, "result": result, "inputs": inputs})
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -335,8 +340,11 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
     ``job["stages"]`` (XCOPA's recipe: SIQA) are English trainings run first on the same head,
     each from the previous stage's best checkpoint and selected on its own English dev set; the
     target training then continues from the last stage's best checkpoint.
+
+    ``job["adaptation"]`` applies to the stages and the target training alike; LoRA adapters are
+    merged before saving (``xstilts.adaptation``).
     """
-    from xstilts import training
+    from xstilts import adaptation, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
 
     training.configure_determinism(threads)
@@ -348,6 +356,7 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
     training.set_seed(seed)
     model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)},
                                  pad_token_id=tokenizer.pad_token_id)
+    adaptation.adapt(model, job["adaptation"])
     stage_sources = [s for st in job.get("stages", []) for s in _sources(st["train"] + st["dev"])]
     inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources)
                         + _model_files(encoder_dir))
@@ -364,6 +373,7 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
                                                       Path(checkpoint_dir) / f"stage-{stage['task']}",
                                                       training.fingerprint(run=fp, stage=stage["task"]))
     result = training.train(model, [data], tokenizer, hp, seed, checkpoint_dir, fp)
+    adaptation.finish(model, job["adaptation"])
     model.save_head_model(task.name, model_dir, tokenizer)
     record = {"phase": "target", "job": job, "seed": seed, "result": result, "inputs": inputs}
     if stage_results:

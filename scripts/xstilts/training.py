@@ -122,13 +122,22 @@ def no_decay_parameters(model: nn.Module) -> set[int]:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decayed parameters, then the excluded ones (``no_decay_parameters``), in model order."""
-    params = [p for _, p in model.named_parameters()]
+    """AdamW groups: decayed parameters, then the excluded ones (``no_decay_parameters``), in model order.
+
+    Frozen parameters (``requires_grad`` False: a LoRA model's base weights) are left out, so the
+    optimizer holds no state for them."""
+    params = [p for _, p in model.named_parameters() if p.requires_grad]
     excluded = no_decay_parameters(model)
     return [
         {"params": [p for p in params if id(p) not in excluded], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) in excluded], "weight_decay": 0.0},
     ]
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable and total parameters of a model (a tied weight counted once)."""
+    params = list(model.parameters())
+    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +335,8 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     ``hp`` holds the run-level settings (learning rate, schedule, precision, evaluation
     cadence, patience); each task's ``hp`` its batch size, sequence length and epochs.
     ``name`` names the job in errors (the rule and its output; default: the checkpoint dir).
-    Returns the training history and the best checkpoint's dev metrics.
+    Returns the training history, the best checkpoint's dev metrics and the trainable and
+    total parameter counts of the model as trained (with its adapters, if any).
 
     Raises ``TrainingError`` as soon as a training loss is not finite, before that step
     changes the weights or writes a checkpoint: the last checkpoint stays the last good state.
@@ -425,7 +435,8 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     log.info("best checkpoint: step %d; full dev: %s", state["best_step"],
              ", ".join(f"{k} {v['score']:.3f}" for k, v in final.items()))
     return {"steps": state["step"], "best_step": state["best_step"], "history": state["history"],
-            "dev": final, "device": str(device), "mixed_precision": accelerator.mixed_precision}
+            "dev": final, "device": str(device), "mixed_precision": accelerator.mixed_precision,
+            "parameters": parameter_counts(unwrapped)}
 
 
 def _non_finite_message(name: str, loss: float, step: int, n_steps: int, task: str, learning_rate: float,
