@@ -7,6 +7,7 @@ number below is computed from the fixture's scores, not read back from the modul
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from conftest import ROOT
 from test_workflow import job_counts, snakemake
 from xstilts import comparison, paper, tables
+from xstilts.paper_build import toolchain_available
 
 CAPTIONS = tables.load_captions(ROOT / "paper" / "captions.yaml")
 TARGETS = ["xnli", "panx"]
@@ -270,3 +272,54 @@ def test_dry_run_lists_the_comparison_rule(tmp_path):
     assert counts["make_model_comparison"] == 1
     # It needs each model's tables, picks and (the demo has the analysis) significance record.
     assert counts["make_tables"] == counts["make_paper_inputs"] == counts["bootstrap_reasoning_gains"] == 1
+
+
+def test_the_rule_runs_its_script_on_placed_inputs(tmp_path):
+    # The per-model inputs placed by hand (with manifests, as their rules would leave them), then
+    # only make_model_comparison runs: the rule's glue, params and outputs, through Snakemake.
+    from transformers import XLMRobertaConfig
+
+    from xstilts import manifest
+
+    source = write_model(tmp_path / "src", "enc-a")
+    run = tmp_path / "work/results/demo"
+    placed = {"tables/xlmr-demo/matrix.csv": source.matrix, "paper/xlmr-demo/best_per_target.json": source.best,
+              "reasoning/xlmr-demo/significance.json": source.significance}
+    for name, path in placed.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(Path(path).read_bytes())
+        manifest.write(run / name, "placed by the test")
+    XLMRobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                     intermediate_size=8).save_pretrained(run / "encoders/xlmr-demo/baseline")
+    manifest.write(run / "encoders/xlmr-demo/baseline", "placed by the test")
+    snakemake("results/demo/comparison/models.csv", "--cores", "1", "--directory", str(tmp_path / "work"),
+              "--allowed-rules", "make_model_comparison")
+    out = run / "comparison"
+    back = pd.read_csv(out / "models.csv", keep_default_na=False, na_values=[""])
+    assert set(back["model"]) == {"xlmr-demo"} and set(back["family"]) == {"encoder"}  # from the config
+    best = back[back["row"] == "best_on_dev"].set_index("target")["gain"].to_dict()
+    assert best == pytest.approx(expected_best_gains("enc-a"))
+    macros = _macros((out / "generated/models_macros.tex").read_text())
+    assert macros[r"\ModelsEncoderCount"] == "1" and macros[r"\ModelsEncoderXnliHelps"] == "1"
+    assert "Caveat: embedded demo" in (out / "generated/models.tex").read_text()  # the demo is synthetic
+    assert (out / "model_gains.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.skipif(not toolchain_available() and os.environ.get("XSTILTS_REQUIRE_TEX") != "1",
+                    reason="no TeX toolchain (scripts/install_tex.sh)")
+def test_the_section_compiles(inputs, tmp_path):
+    from xstilts.paper_build import compile_pdf
+
+    out = tmp_path / "comparison"
+    comparison.make_comparison(inputs, out, CAPTIONS, {"seeds": [0], "synthetic": True},
+                               style=ROOT / "paper/figures.mplstyle")
+    src = tmp_path / "paper"
+    (src / "sections").mkdir(parents=True)
+    (src / "sections/models.tex").write_text((ROOT / "paper/sections/models.tex").read_text())
+    (src / "main.tex").write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}\n"
+                                  "\\begin{document}\\input{sections/models.tex}\\end{document}\n")
+    _, names = paper.paper_files(src, "main.tex")
+    generated = {name: out / name.split("/", 1)[1] for name in names}
+    compile_pdf(src / "main.tex", generated, tmp_path / "build", tmp_path / "paper.pdf")
+    log = (tmp_path / "build/main.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log and "LaTeX Warning: Reference" not in log
