@@ -236,6 +236,20 @@ def test_a_family_without_reasoning_and_a_loss_on_transfer(tmp_path):
     assert "Decoders" not in body and _macros(macros_text)[r"\ModelsDecoderCount"] == "0"
 
 
+def test_a_target_without_a_dev_pick_leaves_the_average_open(inputs):
+    # enc-c has no pick for PAN-X: its best-on-dev average, and so its family's mean, are unknown.
+    Path(inputs[2].best).write_text(json.dumps({"best_per_target": {"xnli": "mnli"}}))
+    frame = comparison.gains_frame(inputs)
+    best = frame[(frame["model"] == "enc-c") & (frame["row"] == "best_on_dev")].set_index("target")["gain"]
+    assert best["xnli"] == -1.0 and "panx" not in best.index and pd.isna(best["avg"])
+    macros_text, body = comparison.section(frame, comparison.verdicts_frame(inputs), {})
+    macros = _macros(macros_text)
+    assert macros[r"\ModelsModelEncCBestGain"] == macros[r"\ModelsEncoderMeanBestGain"] == r"\mbox{n/a}"
+    assert macros[r"\ModelsDecoderMeanBestGain"] == "+1.0"
+    assert "no best-on-dev gain on the average could be computed" in body
+    assert "for encoders: the transfer question is open" in body
+
+
 def test_model_names_that_share_a_macro_are_an_error(tmp_path):
     a = write_model(tmp_path, "enc-a")
     twin = comparison.ModelInput("enc_a", "decoder", a.matrix, a.best)

@@ -339,8 +339,9 @@ def _number(value: float, signed: bool = True) -> str:
 
 
 def _mean(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return math.fsum(values) / len(values) if values else math.nan
+    """The mean, or NaN when any value is NaN: a family mean over only some of its models would
+    read as the family's."""
+    return math.nan if not values or any(math.isnan(v) for v in values) else math.fsum(values) / len(values)
 
 
 def section(frame: pd.DataFrame, verdicts: pd.DataFrame, context: dict[str, Any]) -> tuple[str, str]:
@@ -415,17 +416,18 @@ def section(frame: pd.DataFrame, verdicts: pd.DataFrame, context: dict[str, Any]
                 + "$" + m(_number(_mean([float(b) for b in members["baseline_avg"]]), signed=False), family,
                         "mean baseline") + "$ points")
         if math.isnan(mean):
+            for what in ("mean best gain", "min best gain", "max best gain", "positive"):
+                m(_number(math.nan), family, what)  # defined all the same, for any text quoting them
             transfer = head + "; no best-on-dev gain on the average could be computed (a target has no dev pick)."
             direction = None
         else:
-            finite = [g for g in gains if not math.isnan(g)]
             shown = _cell(mean)
             direction = "raises" if float(shown) > 0 else "lowers" if float(shown) < 0 else "does not change"
             transfer = (head + r", and the intermediate task chosen on dev for each target changes the average by $"
                         + m(shown, family, "mean best gain") + r"$ points on average (from $"
-                        + m(_cell(min(finite)), family, "min best gain") + r"$ to $"
-                        + m(_cell(max(finite)), family, "max best gain") + r"$), a gain for "
-                        + m(str(sum(g > 0 for g in finite)), family, "positive") + " of them.")
+                        + m(_cell(min(gains)), family, "min best gain") + r"$ to $"
+                        + m(_cell(max(gains)), family, "max best gain") + r"$), a gain for "
+                        + m(str(sum(g > 0 for g in gains)), family, "positive") + " of them.")
         sentences = [transfer]
         mine = verdicts[verdicts["family"] == family]
         helps = hurts = 0
