@@ -40,6 +40,7 @@ include: "rules/retrieval.smk"
 include: "rules/report.smk"
 include: "rules/paper.smk"
 include: "rules/reasoning.smk"
+include: "rules/comparison.smk"
 
 
 # Before the first job of a real run: one run at a time per run name and directory, then the

@@ -321,3 +321,10 @@ def all_benchmarks():
 def gpu_rules():
     """Rules that ask for a GPU (resources gpu=...): their jobs count as GPU-hours."""
     return sorted(r.name for r in workflow.rules if "gpu" in r.resources)
+
+
+# ---------------------------------------------------------------------- comparison (helper)
+# Names rules/comparison.smk is written against; the models axis provides MODELS = PLAN.models.
+MODELS = [MODEL]
+# Cross-model outputs: one folder per run, beside the per-model folders.
+COMPARISON = f"{RESULTS}/comparison"

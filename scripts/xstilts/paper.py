@@ -451,9 +451,10 @@ def make_paper_inputs(*, score_files: list[str], target_metrics: list[tuple[str,
 
 
 # The first folder of every generated path the paper's \\input and \\includegraphics name
-# (generated/macros.tex, tables/matrix.tex, figures/delta_heatmap.pdf); rules/common.smk maps each
-# to the run's output folder, and compile_paper lays the files out under these names for TeX.
-GENERATED_ROOTS = ("generated", "tables", "figures")
+# (generated/macros.tex, tables/matrix.tex, figures/delta_heatmap.pdf; comparison/ holds the
+# cross-model outputs, one folder per run rather than per model); rules/common.smk maps each to
+# the run's output folder, and compile_paper lays the files out under these names for TeX.
+GENERATED_ROOTS = ("generated", "tables", "figures", "comparison")
 
 
 def _references(tex: Path) -> list[str]:
