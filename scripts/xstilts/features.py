@@ -111,11 +111,11 @@ def ensure_pair_separator(tokenizer: Any) -> Any:
     still finds the context by ``sequence_ids`` and its characters by ``offset_mapping``; its
     type id is the first segment's. Offset-trimming post-processors (byte-level) are kept.
 
-    Calling it on a tokenizer that already separates its pairs changes nothing, so it is applied
-    on every load (``pipeline._load_tokenizer``): the template is also saved with the model
-    (``tokenizer.json``), but transformers rebuilds a template from ``add_bos_token`` /
-    ``add_eos_token`` when a folder's tokenizer_config names them, so the load is what
-    guarantees phases 2, 3 and prediction encode pairs identically.
+    The template is saved with the model (``save_pretrained`` writes it to ``tokenizer.json``, and
+    transformers loads a folder's ``tokenizer.json`` post-processor as saved, ignoring
+    ``add_bos_token`` / ``add_eos_token``), so phases 2, 3 and prediction encode pairs as phase 2
+    trained on. It is also applied on every load (``pipeline._load_tokenizer``), where it changes
+    nothing for a tokenizer that already separates its pairs, a saved one included.
     """
     import json
 
