@@ -74,6 +74,90 @@ def ensure_pad_token(tokenizer: Any) -> Any:
     return tokenizer
 
 
+_PROBE = ("a", "b")  # two one-token segments; their framing is all the probe looks at
+_ADDING = ("TemplateProcessing", "BertProcessing", "RobertaProcessing")  # post-processors that add tokens
+
+
+def _layout(encoding: Any) -> list[dict[str, Any]]:
+    """A probe encoding as template pieces: each special token, and each segment as ``$A`` / ``$B``."""
+    pieces: list[dict[str, Any]] = []
+    previous = object()
+    for token, type_id, seq in zip(encoding.tokens, encoding.type_ids, encoding.sequence_ids):
+        if seq is None:
+            pieces.append({"SpecialToken": {"id": token, "type_id": type_id}})
+        elif seq != previous:
+            pieces.append({"Sequence": {"id": "AB"[seq], "type_id": type_id}})
+        previous = seq
+    return pieces
+
+
+def _segment_at(pieces: list[dict[str, Any]], segment: str) -> int:
+    return [p.get("Sequence", {}).get("id") for p in pieces].index(segment)
+
+
+def ensure_pair_separator(tokenizer: Any) -> Any:
+    """Put the tokenizer's EOS between the two segments of a pair where it puts nothing (in place); return it.
+
+    Pairs (NLI, paraphrase; context + choice; question + context) rely on the tokenizer to mark
+    where the second segment starts: encoders put SEP there (``[CLS] a [SEP] b [SEP]``,
+    ``<s> a </s></s> b </s>``), the demo's Qwen2 ``BOS a EOS BOS b EOS``, Llama 3 a second BOS.
+    Tokenizers that add no special tokens (Qwen2.5, BLOOM) glue the segments (``Where?Piara``),
+    and so would a template that only opens with BOS (``BOS a b``). The rule reads the tokenizer
+    itself, never the model name: encode a probe pair, and where no special token sits between
+    its segments, rewrite the backend's pair template with EOS (what separates the documents a
+    decoder was trained on) right after the first segment; the single-sequence template, and
+    every token the pair template already adds, stay as they were. The separator is a special
+    token outside both segments (``sequence_ids`` None, offsets (0, 0), word id None), so span QA
+    still finds the context by ``sequence_ids`` and its characters by ``offset_mapping``; its
+    type id is the first segment's. Offset-trimming post-processors (byte-level) are kept.
+
+    The template is saved with the model (``save_pretrained`` writes it to ``tokenizer.json``, and
+    transformers loads a folder's ``tokenizer.json`` post-processor as saved, ignoring
+    ``add_bos_token`` / ``add_eos_token``), so phases 2, 3 and prediction encode pairs as phase 2
+    trained on. It is also applied on every load (``pipeline._load_tokenizer``), where it changes
+    nothing for a tokenizer that already separates its pairs, a saved one included.
+    """
+    import json
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is not a fast (tokenizers) tokenizer, so its pair template "
+                         "cannot be read or set (span QA needs one for offsets too); use a model folder with a "
+                         "tokenizer.json")
+    pair = tokenizer(*_PROBE, return_token_type_ids=True)
+    pair_pieces = _layout(pair.encodings[0])
+    at = _segment_at(pair_pieces, "A") + 1
+    if _segment_at(pair_pieces, "B") > at:
+        return tokenizer
+    if tokenizer.eos_token is None:
+        raise ValueError(f"{type(tokenizer).__name__} puts nothing between the two segments of a pair and has no "
+                         "EOS token to put there; give the tokenizer an EOS token (or a pair template with a "
+                         "separator in its tokenizer.json)")
+    from tokenizers import Tokenizer, models
+
+    single = tokenizer(_PROBE[0], return_token_type_ids=True)
+    type_a = pair_pieces[at - 1]["Sequence"]["type_id"]
+    pair_pieces.insert(at, {"SpecialToken": {"id": tokenizer.eos_token, "type_id": type_a}})
+    single_pieces = _layout(single.encodings[0])
+    specials = {p["SpecialToken"]["id"] for p in single_pieces + pair_pieces if "SpecialToken" in p}
+    template = {"type": "TemplateProcessing", "single": single_pieces, "pair": pair_pieces,
+                "special_tokens": {t: {"id": t, "ids": [tokenizer.convert_tokens_to_ids(t)], "tokens": [t]}
+                                   for t in sorted(specials)}}
+    backend = tokenizer.backend_tokenizer
+    old = json.loads(backend.post_processor.__getstate__()) if backend.post_processor is not None else None
+    # The derived template replaces every processor that adds tokens (it repeats their tokens);
+    # the others (ByteLevel's offset trimming) keep their place before it.
+    parts = [] if old is None else old["processors"] if old["type"] == "Sequence" else [old]
+    kept = [p for p in parts if p["type"] not in _ADDING]
+    processor = {"type": "Sequence", "processors": [*kept, template]} if kept else template
+    # tokenizers builds a post-processor from JSON only as part of a tokenizer: an empty one carries it.
+    carrier = json.loads(Tokenizer(models.WordLevel({}, unk_token=None)).to_str())
+    carrier["post_processor"] = processor
+    backend.post_processor = Tokenizer.from_str(json.dumps(carrier)).post_processor
+    if tokenizer(_PROBE[0])["input_ids"] != single["input_ids"]:  # the promise above, checked once
+        raise RuntimeError(f"{type(tokenizer).__name__}: adding a pair separator changed single-sequence encoding")
+    return tokenizer
+
+
 def model_inputs(tokenizer: Any, enc: Any, i: int) -> dict[str, Any]:
     """Feature i's model inputs: the tokenizer's ``model_input_names`` that it returned."""
     return {k: enc[k][i] for k in tokenizer.model_input_names if k in enc}

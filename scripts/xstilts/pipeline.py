@@ -165,10 +165,10 @@ def provenance(paths: list[str | Path]) -> dict[str, str]:
 def _load_tokenizer(model_dir: str | Path) -> Any:
     from transformers import AutoTokenizer
 
-    from xstilts.features import ensure_pad_token, pad_right
+    from xstilts.features import ensure_pad_token, ensure_pair_separator, pad_right
 
     require_model_dir(model_dir, "tokenizer")
-    return pad_right(ensure_pad_token(AutoTokenizer.from_pretrained(model_dir)))
+    return pad_right(ensure_pad_token(ensure_pair_separator(AutoTokenizer.from_pretrained(model_dir))))
 
 
 def _model_files(model_dir: str | Path) -> list[str]:
@@ -641,6 +641,8 @@ def prepare_model(download_dir: str | Path, out_dir: str | Path) -> dict[str, An
     # Every phase pads with the tokenizer's pad token, or its EOS where it has none; a tokenizer
     # with neither fails here, not in a training job.
     features.ensure_pad_token(tokenizer)
+    # Pairs get a separator where the tokenizer puts none; one that cannot be given one fails here too.
+    features.ensure_pair_separator(tokenizer)
     if not getattr(config, "num_hidden_layers", 0):
         raise ValueError(f"{out}: the config names no num_hidden_layers; is {record['repo_id']} an encoder?")
     info = {"repo_id": record["repo_id"], "revision": record["revision"], "num_hidden_layers": config.num_hidden_layers,
