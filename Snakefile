@@ -73,7 +73,7 @@ from xstilts.paper_build import INSTALL_HINT, toolchain_available
 
 # The PDF needs a TeX toolchain: without one, the default target stops at the paper's generated
 # inputs and says so; `snakemake paper` then fails with the same advice.
-PAPER_PDF = [for_model(rules.compile_paper.output.pdf)] if toolchain_available() else []
+PAPER_PDF = [for_model(rules.compile_paper.output.pdf, m) for m in MODELS] if toolchain_available() else []
 if not PAPER_PDF:
     logger.warning(
         "No TeX toolchain (latexmk, pdflatex): the default target builds the tables, figures and the "
@@ -84,10 +84,11 @@ if not PAPER_PDF:
 rule all:
     default_target: True
     input:
-        expand(rules.make_tables.output, model=MODEL),
-        expand(rules.make_figure.output, model=MODEL),
-        expand(rules.make_paper_inputs.output, model=MODEL),
-        expand(rules.make_compute_table.output, model=MODEL),
-        expand(rules.make_language_figure.output, model=MODEL),
+        expand(rules.make_tables.output, model=MODELS),
+        expand(rules.make_figure.output, model=MODELS),
+        expand(rules.make_paper_inputs.output, model=MODELS),
+        expand(rules.make_compute_table.output, model=MODELS),
+        expand(rules.make_language_figure.output, model=MODELS),
         REASONING_OUTPUTS,
+        rules.make_model_comparison.output if COMPARE_MODELS else [],
         PAPER_PDF,

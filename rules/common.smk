@@ -23,7 +23,8 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 PLAN = Plan(EXP)
-MODEL = PLAN.model
+# The grid's pretrained models (config `models`), in config order: the {model} wildcard.
+MODELS = PLAN.models
 CONDA_ENV = "../envs/xstilts.yaml"
 
 # ------------------------------------------------------------------------------------- paths
@@ -81,6 +82,8 @@ TABLES = f"{RESULTS}/tables/{{model}}"
 FIGURES = f"{RESULTS}/figures/{{model}}"
 PAPER = f"{RESULTS}/paper/{{model}}"
 REASONING = f"{RESULTS}/reasoning/{{model}}"
+# Across the models of the run: one folder beside the per-model ones (rules/comparison.smk).
+COMPARISON = f"{RESULTS}/comparison"
 
 
 def log_path(name, *parts):
@@ -98,9 +101,14 @@ def checkpoint_path(name, *parts):
     return os.path.join(CHECKPOINTS, name, *parts)
 
 
-def for_model(template, model=MODEL, **wildcards):
+def for_model(template, model, **wildcards):
     """A path template with {model} (and any other given wildcards) filled in."""
     return template.format(model=model, **wildcards) if wildcards else template.replace("{model}", model)
+
+
+def model_plan(wildcards):
+    """The plan of a job's model (its hyperparameters, adapters, pooling, source)."""
+    return PLAN.for_model(wildcards.model)
 
 
 # ------------------------------------------------------------------------------ code versions
@@ -120,7 +128,7 @@ def _alternatives(values):
 
 
 wildcard_constraints:
-    model=_alternatives([MODEL]),
+    model=_alternatives(MODELS),
     dataset=_alternatives(PLAN.datasets()),
     itask=_alternatives(PLAN.itasks),
     encoder=_alternatives(PLAN.encoders),
@@ -141,13 +149,13 @@ def encoder_dir(wildcards):
 
 def intermediate_data(wildcards):
     """Dataset folders an intermediate job trains and selects on."""
-    job = PLAN.intermediate_job(wildcards.itask)
+    job = model_plan(wildcards).intermediate_job(wildcards.itask)
     return data_dirs(s.dataset for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev)
 
 
 def target_data(wildcards):
     """Dataset folders a target job trains and selects on."""
-    job = PLAN.target_job(wildcards.training)
+    job = model_plan(wildcards).target_job(wildcards.training)
     task = TARGET_TRAININGS[wildcards.training]
     stages = [d for stage in job.get("stages", []) for d, _, _ in stage["train"] + stage["dev"]]
     return data_dirs([s.dataset for s in task.train] + [d for d, _, _ in job["dev_sources"]] + stages)
@@ -155,7 +163,7 @@ def target_data(wildcards):
 
 def prediction_data(wildcards):
     """Dataset folders a prediction job reads test data from (every target the training serves)."""
-    return data_dirs(PLAN.predict_job(wildcards.training)["predict"])
+    return data_dirs(model_plan(wildcards).predict_job(wildcards.training)["predict"])
 
 
 def prediction_folder(model, encoder, target, seed):
@@ -248,26 +256,27 @@ FIGURE_STYLE = "paper/figures.mplstyle"
 PUBLISHED = [f"paper/published/{n}.csv" for n in ("xtreme_test", "categories", "claims")]
 
 
-def training_hparams():
-    """Display name -> effective hyperparameters of every training of the grid (paper table)."""
+def training_hparams(model):
+    """Display name -> effective hyperparameters of every training of one model (paper table)."""
     from xstilts.tasks import DISPLAY_NAMES
 
+    plan = PLAN.for_model(model)
     jobs = {}
-    if EXP["model"]["source"] == "pretrain":
-        jobs["MLM pretraining (phase 1)"] = PLAN.pretrain_job()["hparams"]
+    if plan.exp["model"]["source"] == "pretrain":
+        jobs["MLM pretraining (phase 1)"] = plan.pretrain_job()["hparams"]
     for itask in PLAN.itasks:
-        jobs[f"{DISPLAY_NAMES[itask]} (intermediate)"] = PLAN.intermediate_job(itask)["hparams"]
+        jobs[f"{DISPLAY_NAMES[itask]} (intermediate)"] = plan.intermediate_job(itask)["hparams"]
     # Target trainings by what they train on: XQuAD and MLQA share the SQuAD v1.1 training.
     names = {"squad": "SQuAD v1.1 for XQuAD, MLQA"}
     for training in PLAN.trainings:
         name = names.get(training, DISPLAY_NAMES.get(training, training))
-        jobs[f"{name} (target)"] = PLAN.target_job(training)["hparams"]
+        jobs[f"{name} (target)"] = plan.target_job(training)["hparams"]
     return jobs
 
 
 # Where the paper's generated references (\input{generated/...}, tables/..., figures/...) live
 # in this run; compile_paper lays them out under those names for TeX.
-PAPER_ROOTS = {"generated": f"{PAPER}/generated", "tables": TABLES, "figures": FIGURES}
+PAPER_ROOTS = {"generated": f"{PAPER}/generated", "tables": TABLES, "figures": FIGURES, "comparison": COMPARISON}
 
 
 def _paper_files(main="main.tex"):
@@ -279,7 +288,7 @@ def _paper_files(main="main.tex"):
         raise WorkflowError(str(error)) from None
 
 
-def paper_generated(names, model=MODEL):
+def paper_generated(names, model):
     """TeX name (e.g. `tables/matrix.tex`) -> the output path of this run that provides it."""
     out = {}
     for name in names:
@@ -288,13 +297,16 @@ def paper_generated(names, model=MODEL):
     return out
 
 
+# A run of several models compares them (rules/comparison.smk), and each model's paper has the section.
+COMPARE_MODELS = len(MODELS) > 1
 _sources, _generated = _paper_files()
 PAPER_SOURCES = [f"paper/{s}" for s in _sources]  # main.tex first
 # Sections \input through generated/extra_sections.tex only when the run has what they need:
 # (section, the generated files it reads).
 PAPER_EXTRA_SECTIONS = [
     (section, _paper_files(section)[1])
-    for section, active in [("sections/reasoning.tex", PLAN.reasoning_complete)]
+    for section, active in [("sections/reasoning.tex", PLAN.reasoning_complete),
+                            ("sections/models.tex", COMPARE_MODELS)]
     if active
 ]
 # Generated files \input by generated files: the per-language appendix reads each target's table.
@@ -302,29 +314,22 @@ PAPER_GENERATED_NAMES = sorted(set(_generated) | {f for _, files in PAPER_EXTRA_
                                | {f"tables/target_{t}.tex" for t in PLAN.targets})
 
 
-def all_benchmarks():
-    """(rule name, benchmark file) of every compute job of the grid (the compute table's input)."""
+def all_benchmarks(model):
+    """(rule name, benchmark file) of every compute job of one model's grid (its compute table's input)."""
     jobs = []
-    if EXP["model"]["source"] == "pretrain":
-        jobs += [(r, benchmark_path(r, MODEL)) for r in ("train_tokenizer", "pretrain_mlm")]
-    jobs += [("finetune_intermediate", benchmark_path("finetune_intermediate", MODEL, i)) for i in PLAN.itasks]
+    if PLAN.for_model(model).exp["model"]["source"] == "pretrain":
+        jobs += [(r, benchmark_path(r, model)) for r in ("train_tokenizer", "pretrain_mlm")]
+    jobs += [("finetune_intermediate", benchmark_path("finetune_intermediate", model, i)) for i in PLAN.itasks]
     for name in ("finetune_target", "predict_target"):
-        jobs += [(name, benchmark_path(name, MODEL, e, t, f"seed{s}")) for e, t, s in target_run_keys()]
+        jobs += [(name, benchmark_path(name, model, e, t, f"seed{s}")) for e, t, s in target_run_keys()]
     retrieval = {"bucc2018": "mine_bucc", "tatoeba": "search_tatoeba"}
     if PLAN.retrieval_targets:
-        jobs += [("embed_sentences", benchmark_path("embed_sentences", MODEL, e)) for e in PLAN.encoders]
+        jobs += [("embed_sentences", benchmark_path("embed_sentences", model, e)) for e in PLAN.encoders]
     for task in PLAN.retrieval_targets:
-        jobs += [(retrieval[task], benchmark_path(retrieval[task], MODEL, e)) for e in PLAN.encoders]
+        jobs += [(retrieval[task], benchmark_path(retrieval[task], model, e)) for e in PLAN.encoders]
     return jobs
 
 
 def gpu_rules():
     """Rules that ask for a GPU (resources gpu=...): their jobs count as GPU-hours."""
     return sorted(r.name for r in workflow.rules if "gpu" in r.resources)
-
-
-# ---------------------------------------------------------------------- comparison (helper)
-# Names rules/comparison.smk is written against; the models axis provides MODELS = PLAN.models.
-MODELS = [MODEL]
-# Cross-model outputs: one folder per run, beside the per-model folders.
-COMPARISON = f"{RESULTS}/comparison"

@@ -14,7 +14,7 @@ rule finetune_intermediate:
         metrics=f"{RESULTS}/intermediate/{{model}}/{{itask}}/metrics.json",
     params:
         # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
-        job=lambda w: {**PLAN.intermediate_job(w.itask), "code": code_version("finetune_intermediate")},
+        job=lambda w: {**model_plan(w).intermediate_job(w.itask), "code": code_version("finetune_intermediate")},
         data_root=lambda w, input: os.path.dirname(input.data[0]),
         checkpoint_dir=checkpoint_path("finetune_intermediate", "{model}", "{itask}"),
     log:

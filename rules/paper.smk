@@ -30,7 +30,7 @@ rule make_paper_inputs:
         code=code_version("make_paper_inputs"),
         data_root=lambda w, input: os.path.dirname(input.data[0]),
         layout={d: PLAN.layout(d) for d in PLAN.datasets()},
-        jobs=training_hparams(),
+        jobs=lambda w: training_hparams(w.model),
         target_runs=target_run_keys(),
         bucc_encoders=retrieval_detail_keys("bucc2018"),
         encoders=PLAN.encoders,
@@ -55,19 +55,15 @@ rule make_paper_inputs:
         "../scripts/make_paper_inputs.py"
 
 
-# (rule, benchmark file) of every compute job, listed once for the rule below.
-COMPUTE_JOBS = all_benchmarks()
-
-
 rule make_compute_table:
     input:
-        benchmarks=[path for _, path in COMPUTE_JOBS],
+        benchmarks=lambda w: [path for _, path in all_benchmarks(w.model)],
     output:
         tex=f"{PAPER}/generated/compute.tex",
         csv=f"{PAPER}/compute.csv",
     params:
         code=code_version("make_compute_table"),
-        benchmark_rules=[name for name, _ in COMPUTE_JOBS],
+        benchmark_rules=lambda w: [name for name, _ in all_benchmarks(w.model)],
         gpu_rules=gpu_rules(),
         captions=workflow_files(CAPTIONS),
     log:
@@ -133,4 +129,4 @@ rule compile_paper:
 
 rule paper:
     input:
-        for_model(rules.compile_paper.output.pdf),
+        [for_model(rules.compile_paper.output.pdf, m) for m in MODELS],

@@ -1,23 +1,26 @@
 """Phase 1: the multilingual encoder every later phase starts from.
 
-Rules: train_tokenizer, pretrain_mlm (model.source pretrain: the demo's tiny MLM, of the family
-model.pretrain.architecture, XLM-R by default, trained locally), download_model (a localrule: the
-hub encoder at its pinned commit, e.g. XLM-R Large) and prepare_model (model.source hub). Either way the result is a Hugging Face
-folder `results/encoders/{model}/baseline`, loaded by every later rule from disk.
+Rules: train_tokenizer, pretrain_mlm (models with source pretrain: the demo's tiny models, of the
+family pretrain.architecture, trained locally), download_model (a localrule: the hub model at its
+pinned commit, e.g. XLM-R Large) and prepare_model (models with source hub). Either way the result
+is a Hugging Face folder `results/encoders/{model}/baseline`, loaded by every later rule from disk.
+A grid may mix both sources: each rule's {model} is constrained to the models of its source.
 """
 
 
-if EXP["model"]["source"] == "pretrain":
+if PLAN.models_from("pretrain"):
 
     rule train_tokenizer:
+        wildcard_constraints:
+            model=_alternatives(PLAN.models_from("pretrain")),
         input:
             corpus=f"{DATA}/mlm_corpus",
         output:
             directory(f"{RESULTS}/tokenizer/{{model}}"),
         params:
             code=code_version("train_tokenizer"),
-            vocab_size=EXP["model"]["pretrain"]["vocab_size"],
-            architecture=EXP["model"]["pretrain"]["architecture"],
+            vocab_size=lambda w: model_plan(w).exp["model"]["pretrain"]["vocab_size"],
+            architecture=lambda w: model_plan(w).exp["model"]["pretrain"]["architecture"],
             languages=PLAN.corpus_languages(),
         log:
             log_path("train_tokenizer", "{model}"),
@@ -33,6 +36,8 @@ if EXP["model"]["source"] == "pretrain":
             "../scripts/train_tokenizer.py"
 
     rule pretrain_mlm:
+        wildcard_constraints:
+            model=_alternatives(PLAN.models_from("pretrain")),
         input:
             tokenizer=rules.train_tokenizer.output[0],
             corpus=f"{DATA}/mlm_corpus",
@@ -41,7 +46,7 @@ if EXP["model"]["source"] == "pretrain":
             metrics=f"{RESULTS}/pretrain/{{model}}/metrics.json",
         params:
             # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
-            job={**PLAN.pretrain_job(), "code": code_version("pretrain_mlm")},
+            job=lambda w: {**model_plan(w).pretrain_job(), "code": code_version("pretrain_mlm")},
             languages=PLAN.corpus_languages(),
             checkpoint_dir=checkpoint_path("pretrain_mlm", "{model}"),
         log:
@@ -60,13 +65,15 @@ if EXP["model"]["source"] == "pretrain":
             "../scripts/pretrain_mlm.py"
 
 
-if EXP["model"]["source"] == "hub":
+if PLAN.models_from("hub"):
 
     rule download_model:
+        wildcard_constraints:
+            model=_alternatives(PLAN.models_from("hub")),
         output:
             directory("resources/models/{model}"),
         params:
-            job=PLAN.model_job(),
+            job=lambda w: model_plan(w).model_job(),
         log:
             log_path("download_model", "{model}"),
         localrule: True
@@ -76,6 +83,8 @@ if EXP["model"]["source"] == "hub":
             "../scripts/download_model.py"
 
     rule prepare_model:
+        wildcard_constraints:
+            model=_alternatives(PLAN.models_from("hub")),
         input:
             # ancient: the download is identified by its pinned commit (params), not its time stamp.
             download=ancient("resources/models/{model}"),
@@ -83,7 +92,7 @@ if EXP["model"]["source"] == "hub":
             directory(f"{ENCODERS}/{BASELINE}"),
         params:
             code=code_version("prepare_model"),
-            job=PLAN.model_job(),
+            job=lambda w: model_plan(w).model_job(),
         log:
             log_path("prepare_model", "{model}"),
         threads: 1

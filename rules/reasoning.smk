@@ -86,9 +86,9 @@ if PLAN.reasoning_targets:
 
     rule reasoning:
         input:
-            expand(rules.bootstrap_reasoning_gains.output, model=MODEL),
-            expand(rules.make_reasoning_figure.output, model=MODEL),
-            expand(rules.make_reasoning_section.output, model=MODEL),
+            expand(rules.bootstrap_reasoning_gains.output, model=MODELS),
+            expand(rules.make_reasoning_figure.output, model=MODELS),
+            expand(rules.make_reasoning_section.output, model=MODELS),
 
 
 # What the default target adds: the whole analysis when every configured reasoning target is in

@@ -13,7 +13,7 @@ rule embed_sentences:
         directory(f"{RESULTS}/embeddings/{{model}}/{{encoder}}"),
     params:
         code=code_version("embed_sentences"),
-        job=PLAN.retrieval_job(),
+        job=lambda w: model_plan(w).retrieval_job(),
         data_root=lambda w, input: os.path.dirname(input.data[0]) if input.data else DATA,
     log:
         log_path("embed_sentences", "{model}", "{encoder}"),

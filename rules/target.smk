@@ -17,7 +17,7 @@ rule finetune_target:
         metrics=f"{TARGET_RUN}/metrics.json",
     params:
         # The code version is part of the job: recorded in metrics.json and the checkpoint fingerprint.
-        job=lambda w: {**PLAN.target_job(w.training), "code": code_version("finetune_target")},
+        job=lambda w: {**model_plan(w).target_job(w.training), "code": code_version("finetune_target")},
         data_root=lambda w, input: os.path.dirname(input.data[0]),
         checkpoint_dir=checkpoint_path("finetune_target", "{model}", "{encoder}", "{training}", "seed{seed}"),
     log:
@@ -45,7 +45,7 @@ rule predict_target:
         record=f"{TARGET_RUN}/predict.json",
     params:
         # The code version is part of the job: recorded in predict.json.
-        job=lambda w: {**PLAN.predict_job(w.training), "code": code_version("predict_target")},
+        job=lambda w: {**model_plan(w).predict_job(w.training), "code": code_version("predict_target")},
         data_root=lambda w, input: os.path.dirname(input.data[0]),
     log:
         log_path("predict_target", "{model}", "{encoder}", "{training}", "seed{seed}"),

@@ -2,6 +2,7 @@
 
     python scripts/estimate_grid.py                     # the paper preset, Markdown tables
     python scripts/estimate_grid.py --tflops 120        # another sustained-throughput assumption
+    python scripts/estimate_grid.py --configfile F      # a config with more models (e.g. the models axis)
 
 The README's numbers come from this script, so they follow the config instead of being typed.
 
@@ -9,7 +10,9 @@ Cost model. A micro-batch takes the longer of (a) its FLOPs at a stated sustaine
 (b) a stated latency floor: with the paper's micro-batch of 4 short sentences, XLM-R Large's
 ~1,000 kernel launches per step, not its FLOPs, bound the time. FLOPs per token: forward
 2 x N + 4 x layers x hidden x sequence length (N = non-embedding parameters, 302M for XLM-R
-Large: 24 layers, hidden 1024, feed-forward 4096), training 3 x forward. Tokens per example are
+Large: 24 layers, hidden 1024, feed-forward 4096), training 3 x forward. Every model of the grid
+is estimated with its own N, layers and hidden size (``HUB_SHAPES`` for hub models, the config for
+locally pretrained ones); token counts are XLM-R's for every model. Tokens per example are
 assumed means after SentencePiece and padding to the longest of a micro-batch (below). A job
 = its training epochs, periodic and final dev evaluations, and its test predictions in every
 language. Early stopping is ignored (with patience 30 at one evaluation per 1000 steps none of
@@ -27,15 +30,48 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from xstilts.config import hparams_for, resolve  # noqa: E402
+from xstilts.config import hparams_for, model_experiment, model_names, resolve  # noqa: E402
 from xstilts.plan import Plan  # noqa: E402
 from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, MULTITASK, TARGET_TRAININGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# XLM-R Large (paper.md section 3.1): layers, hidden size, feed-forward size.
-LAYERS, HIDDEN, FFN = 24, 1024, 4096
-NON_EMBEDDING_PARAMS = LAYERS * (4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN)
+class Shape:
+    """What the cost model needs of an architecture: non-embedding parameters, layers, hidden size."""
+
+    def __init__(self, params: float, layers: int, hidden: int):
+        self.params, self.layers, self.hidden = params, layers, hidden
+
+    @classmethod
+    def encoder(cls, layers: int, hidden: int, ffn: int) -> "Shape":
+        """A BERT-style block: four attention projections and a two-matrix feed-forward."""
+        return cls(layers * (4 * hidden * hidden + 2 * hidden * ffn), layers, hidden)
+
+
+#: Hub models by repository id. XLM-R Large: paper.md section 3.1. The others from their hub
+#: configs as recorded in notes of the models preset [R]: mDeBERTa-v3-base (12 x 768, ffn 3072),
+#: BLOOM-560m (24 x 1024, ffn 4096); Qwen2.5-0.5B's model card states 0.36B non-embedding
+#: parameters (24 layers, hidden 896); Llama-3.2-1B 1.24B parameters less its 128,256 x 2,048
+#: embedding (16 layers, hidden 2048).
+HUB_SHAPES = {
+    "FacebookAI/xlm-roberta-large": Shape.encoder(24, 1024, 4096),
+    "microsoft/mdeberta-v3-base": Shape.encoder(12, 768, 3072),
+    "bigscience/bloom-560m": Shape.encoder(24, 1024, 4096),
+    "Qwen/Qwen2.5-0.5B": Shape(0.36e9, 24, 896),
+    "meta-llama/Llama-3.2-1B": Shape(1.24e9 - 128256 * 2048, 16, 2048),
+}
+
+
+def model_shape(model: dict) -> Shape:
+    """The shape of one model of the grid (a resolved ``models`` entry)."""
+    if model["source"] == "pretrain":
+        p = model["pretrain"]
+        return Shape.encoder(p["num_hidden_layers"], p["hidden_size"], p["intermediate_size"])
+    repo = model["hub"]["id"]
+    if repo not in HUB_SHAPES:
+        raise SystemExit(f"estimate_grid: no shape for hub model {repo!r}; add its non-embedding parameters, "
+                         "layers and hidden size (from its config.json) to HUB_SHAPES")
+    return HUB_SHAPES[repo]
 
 #: Assumptions (A100-80GB-class GPU, bf16 autocast, HF transformers in eager mode, deterministic
 #: kernels): sustained throughput when FLOPs dominate (16 % of an A100's dense bf16 peak of 312
@@ -74,8 +110,8 @@ TOKENS = {"anli_r1": 110, "anli_r2": 110, "anli_r3": 110, "mnli": 55, "snli": 35
 RETRIEVAL_TOKENS = 40
 
 
-def forward_flops(tokens: float, seq: float) -> float:
-    return tokens * (2 * NON_EMBEDDING_PARAMS + 4 * LAYERS * HIDDEN * seq)
+def forward_flops(tokens: float, seq: float, shape: Shape) -> float:
+    return tokens * (2 * shape.params + 4 * shape.layers * shape.hidden * seq)
 
 
 def _seq(dataset: str) -> float:
@@ -86,18 +122,24 @@ def _seq(dataset: str) -> float:
 class Cost:
     """Seconds of GPU time for micro-batches of given size, under the stated assumptions."""
 
-    def __init__(self, tflops: float, train_floor_ms: float, infer_floor_ms: float):
+    def __init__(self, tflops: float, train_floor_ms: float, infer_floor_ms: float, shape: Shape = HUB_SHAPES[
+            "FacebookAI/xlm-roberta-large"]):
         self.flops_per_s = tflops * 1e12
         self.train_floor, self.infer_floor = train_floor_ms / 1000, infer_floor_ms / 1000
+        self.shape = shape
+
+    def of(self, shape: Shape) -> "Cost":
+        """The same assumptions for another architecture."""
+        return Cost(self.flops_per_s / 1e12, self.train_floor * 1000, self.infer_floor * 1000, shape)
 
     def train(self, dataset: str, examples: float, batch: int) -> float:
         micro = math.ceil(examples / batch)
-        return micro * max(3 * forward_flops(batch * TOKENS[dataset], _seq(dataset)) / self.flops_per_s,
+        return micro * max(3 * forward_flops(batch * TOKENS[dataset], _seq(dataset), self.shape) / self.flops_per_s,
                            self.train_floor)
 
     def infer(self, dataset: str, examples: float, batch: int) -> float:
         micro = math.ceil(examples / batch)
-        return micro * max(forward_flops(batch * TOKENS[dataset], _seq(dataset)) / self.flops_per_s,
+        return micro * max(forward_flops(batch * TOKENS[dataset], _seq(dataset), self.shape) / self.flops_per_s,
                            self.infer_floor)
 
 
@@ -115,8 +157,11 @@ def training_seconds(cost: Cost, train: list[str], dev: list[str], hp: dict) -> 
 
 
 def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
-    """GPU-hours of one job: each intermediate encoder, and each target training (one run)."""
+    """GPU-hours of one job of one model: each intermediate encoder, and each target training (one run).
+
+    ``exp`` is one model's experiment (``config.model_experiment``): its hyperparameters."""
     plan = Plan(exp)
+    cost = cost.of(model_shape(exp["model"]))
     hours: dict[str, float] = {}
     for itask in plan.itasks:
         seconds = 0.0
@@ -143,9 +188,21 @@ def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
 
 
 def estimate(exp: dict, cost: Cost) -> dict[str, dict[str, float]]:
-    """GPU rule -> {jobs, gpu_hours} of a resolved experiment."""
+    """GPU rule -> {jobs, gpu_hours} of a resolved experiment, every model of the grid summed."""
+    rows: dict[str, dict[str, float]] = {}
+    for name in model_names(exp):
+        for rule, row in estimate_model(model_experiment(exp, name), cost).items():
+            total = rows.setdefault(rule, {"jobs": 0, "gpu_hours": 0.0})
+            total["jobs"] += row["jobs"]
+            total["gpu_hours"] += row["gpu_hours"]
+    return rows
+
+
+def estimate_model(exp: dict, cost: Cost) -> dict[str, dict[str, float]]:
+    """GPU rule -> {jobs, gpu_hours} of one model's experiment."""
     plan = Plan(exp)
     hours = job_hours(exp, cost)
+    cost = cost.of(model_shape(exp["model"]))
     rows: dict[str, dict[str, float]] = {}
     rows["finetune_intermediate"] = {"jobs": len(plan.itasks),
                                      "gpu_hours": sum(h for k, h in hours.items() if k.startswith("finetune_inter"))}
@@ -156,7 +213,8 @@ def estimate(exp: dict, cost: Cost) -> dict[str, dict[str, float]]:
 
     batch = exp["retrieval"]["batch_size"]
     micro = math.ceil(RETRIEVAL_SENTENCES / batch)
-    embed = micro * max(forward_flops(batch * RETRIEVAL_TOKENS, RETRIEVAL_TOKENS) / cost.flops_per_s, cost.infer_floor)
+    embed = micro * max(forward_flops(batch * RETRIEVAL_TOKENS, RETRIEVAL_TOKENS, cost.shape) / cost.flops_per_s,
+                        cost.infer_floor)
     rows["embed_sentences"] = {"jobs": len(plan.encoders), "gpu_hours": embed * len(plan.encoders) / 3600}
     return rows
 
@@ -170,21 +228,20 @@ def job_counts(exp: dict) -> dict[str, int]:
         counts["convert_dataset"] = len(plan.datasets())
     else:
         counts["make_demo_dataset"] = len(plan.datasets())
-    if exp["model"]["source"] == "hub":
-        counts.update(download_model=1, prepare_model=1)
-    else:
-        counts.update(train_tokenizer=1, pretrain_mlm=1)
-    encoders = len(plan.encoders)
+    hub, pretrained = len(plan.models_from("hub")), len(plan.models_from("pretrain"))
+    counts.update(download_model=hub, prepare_model=hub, train_tokenizer=pretrained, pretrain_mlm=pretrained)
+    models = len(plan.models)
+    encoders = len(plan.encoders) * models
     counts.update({
         "write_labels": len(plan.evaluated_targets),
-        "finetune_intermediate": len(plan.itasks),
+        "finetune_intermediate": len(plan.itasks) * models,
         "finetune_target": encoders * len(plan.trainings) * len(plan.seeds),
         "predict_target": encoders * len(plan.trainings) * len(plan.seeds),
         "embed_sentences": encoders if plan.retrieval_targets else 0,
         "mine_bucc": encoders if "bucc2018" in plan.targets else 0,
         "search_tatoeba": encoders if "tatoeba" in plan.targets else 0,
         "score_run": encoders * len(plan.seeds),
-        "make_tables": 1, "make_figure": 1, "all": 1,
+        "make_tables": models, "make_figure": models, "all": 1,
     })
     counts = {k: v for k, v in counts.items() if v}
     counts["total"] = sum(counts.values())
@@ -219,10 +276,19 @@ def main(argv: list[str] | None = None) -> None:
     for rule, r in rows.items():
         print(f"| `{rule}` | {r['jobs']:.0f} | {r['gpu_hours'] / r['jobs']:.2f} | {r['gpu_hours']:,.0f} |")
     print(f"| **total** | | | **{total:,.0f}** |")
-    print("\n## GPU-hours of one job\n")
-    print("| job | GPU-hours |\n|---|---:|")
-    for job, hours in job_hours(exp, Cost(args.tflops, args.train_floor_ms, args.infer_floor_ms)).items():
-        print(f"| `{job}` | {hours:.2f} |")
+    cost = Cost(args.tflops, args.train_floor_ms, args.infer_floor_ms)
+    names = model_names(exp)
+    if len(names) > 1:
+        print("\n## GPU-hours per model\n")
+        print("| model | GPU-hours |\n|---|---:|")
+        for name in names:
+            hours = sum(r["gpu_hours"] for r in estimate_model(model_experiment(exp, name), cost).values())
+            print(f"| `{name}` | {hours:,.0f} |")
+    for name in names:
+        print(f"\n## GPU-hours of one job of `{name}`\n")
+        print("| job | GPU-hours |\n|---|---:|")
+        for job, hours in job_hours(model_experiment(exp, name), cost).items():
+            print(f"| `{job}` | {hours:.2f} |")
 
 
 if __name__ == "__main__":

@@ -284,37 +284,43 @@ def test_the_section_references_only_the_comparison_outputs():
 def test_dry_run_lists_the_comparison_rule(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "results/demo/comparison/models.csv").stdout)
     assert counts["make_model_comparison"] == 1
-    # It needs each model's tables, picks and (the demo has the analysis) significance record.
-    assert counts["make_tables"] == counts["make_paper_inputs"] == counts["bootstrap_reasoning_gains"] == 1
+    # It needs each model's (the demo has two) tables, picks and (the demo has the analysis) significance record.
+    assert counts["make_tables"] == counts["make_paper_inputs"] == counts["bootstrap_reasoning_gains"] == 2
 
 
 def test_the_rule_runs_its_script_on_placed_inputs(tmp_path):
     # The per-model inputs placed by hand (with manifests, as their rules would leave them), then
     # only make_model_comparison runs: the rule's glue, params and outputs, through Snakemake.
-    from transformers import XLMRobertaConfig
+    from transformers import Qwen2Config, XLMRobertaConfig
 
     from xstilts import manifest
 
-    source = write_model(tmp_path / "src", "enc-a")
     run = tmp_path / "work/results/demo"
-    placed = {"tables/xlmr-demo/matrix.csv": source.matrix, "paper/xlmr-demo/best_per_target.json": source.best,
-              "reasoning/xlmr-demo/significance.json": source.significance}
-    for name, path in placed.items():
-        (run / name).parent.mkdir(parents=True, exist_ok=True)
-        (run / name).write_bytes(Path(path).read_bytes())
-        manifest.write(run / name, "placed by the test")
-    XLMRobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                     intermediate_size=8).save_pretrained(run / "encoders/xlmr-demo/baseline")
-    manifest.write(run / "encoders/xlmr-demo/baseline", "placed by the test")
+    # The demo's two models: the encoder gets enc-a's numbers, the decoder dec-b's.
+    configs = {"xlmr-demo": ("enc-a", XLMRobertaConfig), "qwen2-demo": ("dec-b", Qwen2Config)}
+    for model, (fixture, config) in configs.items():
+        source = write_model(tmp_path / "src", fixture)
+        placed = {f"tables/{model}/matrix.csv": source.matrix, f"paper/{model}/best_per_target.json": source.best,
+                  f"reasoning/{model}/significance.json": source.significance}
+        for name, path in placed.items():
+            (run / name).parent.mkdir(parents=True, exist_ok=True)
+            (run / name).write_bytes(Path(path).read_bytes())
+            manifest.write(run / name, "placed by the test")
+        config(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+               intermediate_size=8).save_pretrained(run / f"encoders/{model}/baseline")
+        manifest.write(run / f"encoders/{model}/baseline", "placed by the test")
     snakemake("results/demo/comparison/models.csv", "--cores", "1", "--directory", str(tmp_path / "work"),
               "--allowed-rules", "make_model_comparison")
     out = run / "comparison"
     back = pd.read_csv(out / "models.csv", keep_default_na=False, na_values=[""])
-    assert set(back["model"]) == {"xlmr-demo"} and set(back["family"]) == {"encoder"}  # from the config
-    best = back[back["row"] == "best_on_dev"].set_index("target")["gain"].to_dict()
-    assert best == pytest.approx(expected_best_gains("enc-a"))
+    # The families come from the configs.
+    assert dict(zip(back["model"], back["family"])) == {"xlmr-demo": "encoder", "qwen2-demo": "decoder"}
+    for model, (fixture, _) in configs.items():
+        mine = back[(back["model"] == model) & (back["row"] == "best_on_dev")]
+        assert mine.set_index("target")["gain"].to_dict() == pytest.approx(expected_best_gains(fixture))
     macros = _macros((out / "generated/models_macros.tex").read_text())
-    assert macros[r"\ModelsEncoderCount"] == "1" and macros[r"\ModelsEncoderXnliHelps"] == "1"
+    assert macros[r"\ModelsEncoderCount"] == "1" and macros[r"\ModelsDecoderCount"] == "1"
+    assert macros[r"\ModelsEncoderXnliHelps"] == "1"
     assert "Caveat: embedded demo" in (out / "generated/models.tex").read_text()  # the demo is synthetic
     assert (out / "model_gains.pdf").read_bytes().startswith(b"%PDF")
 

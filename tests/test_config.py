@@ -19,7 +19,7 @@ from xstilts.config import ConfigError, deep_merge, hparam_defaults, hparams_for
 def test_demo_resolves_with_preset_name(config):
     exp = resolve(config)
     assert exp["preset"] == "demo"
-    assert exp["model"]["name"] == "xlmr-demo"
+    assert [m["name"] for m in exp["models"]] == ["xlmr-demo", "qwen2-demo"]
     assert len(exp["intermediate"]["tasks"]) == 9
     assert len(exp["targets"]["tasks"]) == 10  # XTREME's nine and XTREME-R's XCOPA
 
@@ -64,7 +64,7 @@ def test_deep_merge_replaces_lists_and_keeps_siblings():
         (lambda c: c.update(languages=["de", "fr"]), "must include 'en'"),
         (lambda c: c["presets"]["demo"]["intermediate"].update(tasks=["mnli", "mnil"]),
          "'mnil' is not allowed (did you mean 'mnli'?)"),
-        (lambda c: c["presets"]["demo"]["model"]["pretrain"].update(num_attention_heads=5),
+        (lambda c: c["presets"]["demo"]["models"][0]["pretrain"].update(num_attention_heads=5),
          "must be divisible by num_attention_heads"),
         (lambda c: c.update(intermediate={"tasks": ["mnli"]}), "multitask needs at least two"),
     ],
@@ -161,8 +161,8 @@ def test_both_presets_resolve_with_their_multitask_rows(config):
      r"intermediate.tasks is empty, .*name at least one intermediate task"),
     ({"targets": {"task_hparams": {"xnli": {"max_seq_length": 512}}}},
      r"targets.task_hparams.xnli.max_seq_length is 512, more than the 256 positions of the model"),
-    ({"preset": "paper", "model": {"hub": {"revision": "main"}}},
-     r"model.hub.revision 'main' is not a commit id \(40 hex characters\).*record_revision: true"),
+    ({"preset": "paper", "models": [{"name": "xlmr-large", "extends": "xlmr-large", "hub": {"revision": "main"}}]},
+     r"model.hub.revision 'main' is not a commit id \(40 hex characters\).*record_revision: true.*model 'xlmr-large'"),
 ])
 def test_config_mistakes_are_errors_before_any_job(config, override, message):
     config.update(override)
@@ -171,8 +171,9 @@ def test_config_mistakes_are_errors_before_any_job(config, override, message):
 
 
 def test_a_branch_revision_passes_when_it_is_to_be_recorded(config):
-    config.update({"preset": "paper", "model": {"hub": {"revision": "main", "record_revision": True}}})
-    assert resolve(config)["model"]["hub"]["revision"] == "main"
+    config.update({"preset": "paper", "models": [{"name": "xlmr-large", "extends": "xlmr-large",
+                                                  "hub": {"revision": "main", "record_revision": True}}]})
+    assert resolve(config)["models"][0]["hub"]["revision"] == "main"
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def test_check_config_command_names_the_file_and_line_and_runs_the_workflows_che
 
     ok = check(ROOT / "tests" / "configs" / "smoke.yaml")
     assert ok.returncode == 0 and ok.stdout.strip() == (
-        "ok: preset demo, run smoke, model xlmr-smoke: 2 intermediate task(s), 5 target(s), 1 seed(s)")
+        "ok: preset demo, run smoke, models xlmr-smoke: 2 intermediate task(s), 5 target(s), 1 seed(s)")
     broken = tmp_path / "broken.yaml"
     broken.write_text("run: x\nlanguages: [en,\nseeds: [1]\n")
     bad = check(broken)
@@ -281,3 +282,61 @@ def test_check_config_command_names_the_file_and_line_and_runs_the_workflows_che
     wrong.write_text("targets: {languages: {xnli: [en, ja]}}\n")
     mistake = check(ROOT / "tests" / "configs" / "smoke.yaml", wrong)
     assert mistake.returncode == 1 and "'ja' is not a language of xnli" in mistake.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# The models axis (issue 14)
+
+QWEN = {"name": "qwen2-demo", "extends": "xlmr-demo", "pretrain": {"architecture": "qwen2"}}
+
+
+def test_models_share_the_grid_and_keep_their_own_overrides(config):
+    from xstilts.config import model_experiment
+    from xstilts.plan import Plan
+
+    config["models"] = [{"name": "xlmr-demo", "extends": "xlmr-demo"},
+                        {**QWEN, "targets": {"hparams": {"learning_rate": 5.0e-3}, "task_hparams": {"xnli": {"epochs": 1}}},
+                         "retrieval": {"pooling": "last"}, "gradient_checkpointing": True,
+                         "lora": {"r": 4, "phases": ["intermediate"]}}]
+    exp = resolve(config)
+    plan = Plan(exp)
+    assert plan.models == ["xlmr-demo", "qwen2-demo"]
+    xlmr, qwen = plan.for_model("xlmr-demo"), plan.for_model("qwen2-demo")
+    # The extended entry is the demo's model with the architecture changed, every other key kept.
+    assert qwen.exp["model"]["pretrain"] == {**xlmr.exp["model"]["pretrain"], "architecture": "qwen2"}
+    assert qwen.target_job("xnli")["hparams"]["learning_rate"] == 5.0e-3
+    assert qwen.target_job("xnli")["hparams"]["epochs"] == 1  # over the demo's xnli epochs (3)
+    assert qwen.target_job("pawsx")["hparams"] == {**xlmr.target_job("pawsx")["hparams"], "learning_rate": 5.0e-3}
+    assert xlmr.target_job("xnli")["hparams"]["epochs"] == 3
+    # An absent override key keeps the phase's value, never the schema default.
+    assert qwen.intermediate_job("mnli")["hparams"] == xlmr.intermediate_job("mnli")["hparams"]
+    assert (qwen.retrieval_job()["pooling"], xlmr.retrieval_job()["pooling"]) == ("last", "mean")
+    # LoRA covers the phases it names; gradient checkpointing every training phase of the model.
+    assert qwen.intermediate_job("mnli")["adaptation"] == {
+        "lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": None}, "gradient_checkpointing": True}
+    assert qwen.target_job("xnli")["adaptation"] == {"lora": None, "gradient_checkpointing": True}
+    assert xlmr.target_job("xnli")["adaptation"] == {"lora": None, "gradient_checkpointing": False}
+    # What every model shares is the grid's.
+    assert qwen.encoders == xlmr.encoders and qwen.trainings == xlmr.trainings and qwen.seeds == xlmr.seeds
+    assert model_experiment(exp, "qwen2-demo")["languages"] == exp["languages"]
+
+
+@pytest.mark.parametrize("models, message", [
+    ([{"name": "a", "extends": "xlmr-demo"}, {"name": "a", "extends": "xlmr-demo"}],
+     r"models: the name 'a' is given to more than one model; names are result folders"),
+    ([{"name": "x", "source": "hub", "hub": {"id": "Qwen/Qwen2.5-0.5B"}}],
+     r"models.0.hub: 'revision' is a required property"),
+    ([{"name": "x", "source": "hub"}], r"models.0: 'hub' is a required property"),
+    ([{"name": "x", "extends": "xlmr-demo", "family": "decoder"}], r"unknown key 'family' in models.0"),
+    ([{"name": "x", "extends": "xlmr-demo", "targets": {"hparams": {"learning_rat": 1}}}],
+     r"unknown key 'learning_rat' \(did you mean 'learning_rate'\?\) in models.0.targets.hparams"),
+    ([{"name": "x", "extends": "xlmr"}], r"models\[0\].extends: no model named 'xlmr' in the preset \(did you mean 'xlmr-demo'\?\)"),
+    ([{"name": "x", "extends": "xlmr-demo", "lora": {"alpha": 8}}], r"models.0.lora: 'r' is a required property"),
+    ([{"name": "x", "extends": "xlmr-demo", "targets": {"task_hparams": {"xnli": {"max_seq_length": 512}}}}],
+     r"max_seq_length is 512, more than the 256 positions of the model.*\(model 'x' of preset 'demo'\)"),
+    ([], r"models: \[\] should be non-empty"),
+])
+def test_model_mistakes_are_config_errors(config, models, message):
+    config["models"] = models
+    with pytest.raises(ConfigError, match=message):
+        resolve(config)

@@ -38,6 +38,8 @@ def strict(value, node, root, where="config"):
     Maps (objects with `additionalProperties` entries: task_hparams, sizes, per-target languages)
     are looked up by names the user chooses, so `.get` on them is fine."""
     node = config_module._resolve_ref(node, root)
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [strict(v, node["items"], root, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict) and "properties" in node and not isinstance(node.get("additionalProperties"), dict):
         return StrictRecord({k: strict(v, node["properties"].get(k, {}), root, f"{where}.{k}")
                              for k, v in value.items()}, where)
@@ -61,11 +63,12 @@ def test_resolve_fills_every_default_that_code_used_to_supply():
     # The drift of issue 12: the schema listed 11 hub file patterns, plan.py 4. A preset that names
     # no files gets the schema's list, in the config and in the download job.
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    del raw["presets"]["paper"]["model"]["hub"]["files"]
+    del raw["presets"]["paper"]["models"][0]["hub"]["files"]
     paper = resolve({**raw, "preset": "paper"})
-    assert Plan(paper).model_job()["files"] == paper["model"]["hub"]["files"] == schema()["$defs"]["experiment"]["properties"]["model"][
+    files = paper["models"][0]["hub"]["files"]
+    assert Plan(paper).for_model("xlmr-large").model_job()["files"] == files == schema()["$defs"]["model"][
         "properties"]["hub"]["properties"]["files"]["default"]
-    assert len(paper["model"]["hub"]["files"]) == 11 and "tokenizer_config.json" in paper["model"]["hub"]["files"]
+    assert len(files) == 11 and "tokenizer_config.json" in files
     assert demo["retrieval"]["bucc"] == {"k": 4, "margin": "ratio"}
     assert demo["retrieval"]["tatoeba"] == {"direction": "xx2en"}
     assert demo["reasoning"]["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
@@ -115,22 +118,25 @@ def _exercise(plan: Plan) -> int:
         for source in plan.download_sources():
             plan.download_job(source)
             calls += 1
-    if plan.exp["model"]["source"] == "pretrain":
-        plan.pretrain_job()
-    else:
-        plan.model_job()
-    for itask in plan.itasks:
-        plan.intermediate_job(itask)
-        calls += 1
-    for training in plan.trainings:
-        plan.target_job(training)
-        calls += 1
+    for name in plan.models:
+        model = plan.for_model(name)
+        if model.exp["model"]["source"] == "pretrain":
+            model.pretrain_job()
+        else:
+            model.model_job()
+        for itask in plan.itasks:
+            model.intermediate_job(itask)
+            calls += 1
+        for training in plan.trainings:
+            model.target_job(training)
+            model.predict_job(training)
+            calls += 1
+        if plan.retrieval_targets:
+            model.retrieval_job()
     for target in plan.evaluated_targets:
         plan.target_languages(target)
     if plan.reasoning_targets:
         plan.reasoning_job()
-    if plan.retrieval_targets:
-        plan.retrieval_job()
     if "bucc2018" in plan.targets:
         plan.bucc_job()
     if "tatoeba" in plan.targets:

@@ -108,13 +108,13 @@ def test_summary_groups_and_best_row(runs):
     _, loaded = runs
     best = {"xnli": "mnli", "panx": "mnli", "tydiqa": "squad_v1"}
     df = paper.summary(loaded, best, TARGETS, [0, 1], multitask=False)
-    assert df.loc["XLM-R (baseline)", "xnli"] == 71.0
+    assert df.loc["Baseline (no intermediate task)", "xnli"] == 71.0
     assert df.loc["Best intermediate task per target"].to_dict() == {"xnli": 79.0, "panx": 52.0, "tydiqa": 60.0}
     # No category is complete (PAWS-X, UD-POS, XQuAD, MLQA are missing): no group, no overall.
     assert list(df.columns) == TARGETS
     latex = paper.summary_table(df, best, CAPTIONS["summary"].replace("{seeds}", "2 seeds"))
     assert r"\toprule" in latex and r"\bottomrule" in latex
-    assert "XLM-R (baseline) & 71.0 & 50.0 & 50.0" in latex
+    assert "Baseline (no intermediate task) & 71.0 & 50.0 & 50.0" in latex
     assert "chosen on dev: XNLI: MNLI, PAN-X: MNLI, TyDiQA: SQuAD v1.1." in latex
 
 
@@ -152,7 +152,7 @@ def test_published_categories_and_the_abstracts_gain(runs):
     targets = ["xnli", "pawsx", "panx", "udpos"]
     # A summary frame as paper.summary builds it for a run with all classification and tagging tasks.
     df = pd.DataFrame({"classification": [80.0, 84.0], "tagging": [60.0, 61.0], "overall": [70.0, 75.5]},
-                      index=["XLM-R (baseline)", "Best intermediate task per target"])
+                      index=["Baseline (no intermediate task)", "Best intermediate task per target"])
     categories = [{"system": "xlm-r", "category": "classification", "value": "82.8", "source": "s"},
                   {"system": "x-stilts", "category": "classification", "value": "83.9", "source": "s"},
                   {"system": "x-stilts", "category": "qa", "value": "67.2", "source": "s"}]
@@ -314,6 +314,6 @@ def test_mean_and_sd_cells_of_the_matrix_in_latex(runs, tmp_path):
     tables.write_table(means, sds, tmp_path / "m", CAPTIONS["matrix"].format(seeds="2 seeds"), "tab:matrix")
     tex = (tmp_path / "m.tex").read_text()
     # baseline 71.0 +- 1.4 (sd of 70 and 72), MNLI 79.0 +- 2.1 (sd of 77.5 and 80.5); avg = XNLI here
-    assert r"XLM-R (no intermediate task) & 71.0 $\pm$ 1.4 & 71.0 $\pm$ 1.4 \\" in tex
+    assert r"Baseline (no intermediate task) & 71.0 $\pm$ 1.4 & 71.0 $\pm$ 1.4 \\" in tex
     assert r"MNLI & 79.0 $\pm$ 2.1 & 79.0 $\pm$ 2.1 \\" in tex
     assert math.isclose(pd.read_csv(tmp_path / "m.csv", index_col=0).loc["mnli", "xnli_sd"], 2.1213, abs_tol=1e-4)

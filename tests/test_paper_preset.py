@@ -94,7 +94,8 @@ def test_hyperparameters_follow_the_paper(paper):
         assert (hp["warmup_ratio"], hp["weight_decay"], hp["max_grad_norm"]) == (0.1, 0.01, 1.0)
     assert paper["seeds"] == [0, 1, 2] and paper["targets"]["selection"] == "english_dev"
     assert paper["retrieval"]["layer"] is None and paper["retrieval"]["max_length"] == 512
-    assert paper["model"]["hub"] == {"id": "FacebookAI/xlm-roberta-large",
+    assert [m["name"] for m in paper["models"]] == ["xlmr-large"]
+    assert paper["models"][0]["hub"] == {"id": "FacebookAI/xlm-roberta-large",
                                      "revision": "c23d21b0620b635a76227c604d44e43a9f0ee389",
                                      "record_revision": False,
                                      "files": ["config.json", "model.safetensors", "tokenizer.json",
@@ -114,7 +115,7 @@ def test_config_errors_of_the_new_keys(raw_config):
         resolve(config)
     config = copy.deepcopy(raw_config)
     config["preset"] = "paper"
-    config["model"] = {"source": "pretrain"}
+    config["models"] = [{"name": "xlmr-large", "source": "pretrain"}]
     with pytest.raises(ConfigError, match=r"'pretrain' is a required property"):
         resolve(config)
 

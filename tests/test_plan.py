@@ -72,9 +72,10 @@ def test_selection_sources(raw_config):
 
 
 def test_job_settings_only_hold_what_the_job_uses(demo_exp):
-    plan = Plan(demo_exp)
+    plan = Plan(demo_exp).for_model("xlmr-demo")
     job = plan.target_job("squad")
-    assert set(job) == {"training", "hparams", "dev_sources"}
+    assert set(job) == {"training", "hparams", "dev_sources", "adaptation"}
+    assert job["adaptation"] == {"lora": None, "gradient_checkpointing": False}
     predict = plan.predict_job("squad")
     assert set(predict) == {"training", "hparams", "prediction", "predict"}
     # XTREME's lists, filtered by the demo's languages.
@@ -86,7 +87,7 @@ def test_job_settings_only_hold_what_the_job_uses(demo_exp):
 def test_multitask_job(raw_config):
     config = copy.deepcopy(raw_config)
     config["intermediate"] = {"task_hparams": {"squad_v1": {"max_seq_length": 192, "batch_size": 8}}}
-    multitask = Plan(resolve(config)).intermediate_job("multitask")
+    multitask = Plan(resolve(config)).for_model("xlmr-demo").intermediate_job("multitask")
     nine = ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa"]
     assert multitask["tasks"] == nine and list(multitask["task_hparams"]) == nine
     # The run's settings are the demo's intermediate hparams; each member keeps its own overrides.
@@ -100,9 +101,9 @@ def test_multitask_job(raw_config):
 
 def test_prediction_languages_and_decoding_are_not_training_params(raw_config):
     config = copy.deepcopy(raw_config)
-    base = Plan(resolve(config))
+    base = Plan(resolve(config)).for_model("xlmr-demo")
     config["targets"] = {"languages": {"xquad": ["en", "de"]}, "prediction": {"n_best_size": 5}}
-    changed = Plan(resolve(config))
+    changed = Plan(resolve(config)).for_model("xlmr-demo")
     for training in base.trainings:
         assert changed.target_job(training) == base.target_job(training), training
     assert changed.predict_job("squad")["predict"]["xquad"] == ["en", "de"]
@@ -113,7 +114,7 @@ def test_prediction_languages_and_decoding_are_not_training_params(raw_config):
 def test_all_languages_dev_selection_is_a_training_param(raw_config):
     config = copy.deepcopy(raw_config)
     config["targets"] = {"selection": "all_languages_dev"}
-    job = Plan(resolve(config)).target_job("xnli")
+    job = Plan(resolve(config)).for_model("xlmr-demo").target_job("xnli")
     assert {d for d, _, _ in job["dev_sources"]} == {"xnli"}
 
 

@@ -179,7 +179,7 @@ def test_unknown_architecture_is_refused(tmp_path):
 def test_schema_lists_the_registry():
     with open(ROOT / "scripts/xstilts/schemas/config.schema.yaml", encoding="utf-8") as f:
         schema = yaml.safe_load(f)
-    prop = schema["$defs"]["experiment"]["properties"]["model"]["properties"]["pretrain"]["properties"]["architecture"]
+    prop = schema["$defs"]["model"]["properties"]["pretrain"]["properties"]["architecture"]
     assert prop["enum"] == list(ARCHITECTURES) and prop["default"] == DEFAULT_ARCHITECTURE
 
 
@@ -188,14 +188,14 @@ def test_the_config_key_reaches_the_pretrain_job(config, name):
     from xstilts.config import resolve
     from xstilts.plan import Plan
 
-    config["model"] = {"pretrain": {"architecture": name}}
-    assert Plan(resolve(config)).pretrain_job()["architecture"]["architecture"] == name
+    config["models"] = [{"name": "m", "extends": "xlmr-demo", "pretrain": {"architecture": name}}]
+    assert Plan(resolve(config)).for_model("m").pretrain_job()["architecture"]["architecture"] == name
 
 
 def test_a_misspelt_architecture_is_a_config_error(config):
     from xstilts.config import ConfigError, resolve
 
-    config["model"] = {"pretrain": {"architecture": "deberta"}}
+    config["models"] = [{"name": "m", "extends": "xlmr-demo", "pretrain": {"architecture": "deberta"}}]
     with pytest.raises(ConfigError, match=r"'deberta' is not allowed \(did you mean 'deberta-v2'\?\)"):
         resolve(config)
 

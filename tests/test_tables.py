@@ -74,7 +74,7 @@ def test_written_formats(runs, tmp_path):
     csv = pd.read_csv(tmp_path / "t/matrix.csv", index_col=0)
     assert csv.loc["mnli", "xnli"] == 79.0 and "xnli_sd" in csv.columns
     md = (tmp_path / "t/matrix.md").read_text()
-    assert "|                         MNLI | 79.0 ± 2.1 |" in md
+    assert "|                            MNLI | 79.0 ± 2.1 |" in md
     tex = (tmp_path / "t/matrix_delta.tex").read_text()
     assert r"\toprule" in tex and "+8.0 $\\pm$ 2.1" in tex
     assert set(record["score_files"]) == set(files)

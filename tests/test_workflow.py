@@ -68,9 +68,8 @@ def test_dry_run_of_the_demo_grid(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path)).stdout)
     encoders = 1 + len(INTERMEDIATE_TASKS) + 1  # baseline, nine tasks, multi-task
     assert encoders == 11
-    assert counts == {
-        "make_demo_dataset": len(DATASETS),
-        "write_labels": len(TARGET_TASKS),
+    models = 2  # xlmr-demo and qwen2-demo: every model job twice, the data once
+    per_model = {
         "train_tokenizer": 1,
         "pretrain_mlm": 1,
         "finetune_intermediate": encoders - 1,
@@ -87,16 +86,18 @@ def test_dry_run_of_the_demo_grid(tmp_path):
         "make_reasoning_figure": 1,
         "make_reasoning_section": 1,
         **PAPER_JOBS,
-        "all": 1,
-        "total": 25 + 10 + 2 + 10 + 2 * 77 + 3 * 11 + 11 + 3 + 3 + len(PAPER_JOBS),
     }
+    shared = {"make_demo_dataset": len(DATASETS), "write_labels": len(TARGET_TASKS), "make_model_comparison": 1, "all": 1}
+    expected = {**shared, **{rule: models * n for rule, n in per_model.items()}}
+    assert counts == {**expected, "total": sum(expected.values())}
+    assert sum(expected.values()) == 25 + 10 + 1 + 1 + models * (2 + 10 + 2 * 77 + 3 * 11 + 11 + 2 + 3 + len(PAPER_JOBS))
 
 
 def test_more_seeds_multiply_only_phase_3(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=[0,1,2]").stdout)
-    assert counts["finetune_target"] == counts["predict_target"] == 11 * 7 * 3
-    assert counts["score_run"] == 11 * 3
-    assert counts["finetune_intermediate"] == 10 and counts["embed_sentences"] == 11
+    assert counts["finetune_target"] == counts["predict_target"] == 2 * 11 * 7 * 3
+    assert counts["score_run"] == 2 * 11 * 3
+    assert counts["finetune_intermediate"] == 2 * 10 and counts["embed_sentences"] == 2 * 11
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -407,21 +408,77 @@ def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
     assert len(models) == 4 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)
 
 
-# Other phase-1 architectures (model.pretrain.architecture) on a minimal grid, one run each.
+# Other phase-1 architectures (a model's pretrain.architecture) on a minimal grid, one run each;
+# the decoder runs beside an XLM-R model (two models through the real DAG, one run).
 # architecture -> (config, run, model, tokenizer class)
+MODELS_CONFIG = "smoke_models.yaml"
 ARCHITECTURE_CONFIGS = {
     "bert": ("smoke_bert.yaml", "smoke-bert", "bert-smoke", "BertTokenizer"),
     "deberta-v2": ("smoke_deberta.yaml", "smoke-deberta", "deberta-smoke", "DebertaV2Tokenizer"),
-    "qwen2": ("smoke_qwen2.yaml", "smoke-qwen2", "qwen2-smoke", "Qwen2Tokenizer"),
+    "qwen2": (MODELS_CONFIG, "smoke-models", "qwen2-smoke", "Qwen2Tokenizer"),
 }
+_RUNS: dict[str, Path] = {}
+
+
+def _workflow_run(config: str, tmp_path_factory) -> Path:
+    """The working directory of one run of a test config (each config runs once per session)."""
+    if config not in _RUNS:
+        workdir = tmp_path_factory.mktemp(Path(config).stem)
+        snakemake("--configfile", str(ROOT / "tests" / "configs" / config), "--cores", "2", "--directory", str(workdir))
+        _RUNS[config] = workdir
+    return _RUNS[config]
 
 
 @pytest.fixture(scope="module", params=list(ARCHITECTURE_CONFIGS))
 def architecture_run(request, tmp_path_factory):
     config, run, model, tokenizer = ARCHITECTURE_CONFIGS[request.param]
-    workdir = tmp_path_factory.mktemp(model)
-    snakemake("--configfile", str(ROOT / "tests" / "configs" / config), "--cores", "2", "--directory", str(workdir))
-    return request.param, model, tokenizer, workdir / "results" / run
+    return request.param, model, tokenizer, _workflow_run(config, tmp_path_factory) / "results" / run
+
+
+@pytest.mark.workflow
+def test_two_models_side_by_side(tmp_path_factory):
+    """An encoder and a decoder on the same grid: own results each, one comparison across them."""
+    from xstilts.modeling import model_family
+    from transformers import AutoConfig
+
+    workdir = _workflow_run(MODELS_CONFIG, tmp_path_factory)
+    run = workdir / "results" / "smoke-models"
+    matrices = {m: pd.read_csv(run / f"tables/{m}/matrix.csv", index_col=0) for m in ("xlmr-smoke", "qwen2-smoke")}
+    assert matrices["xlmr-smoke"].index.equals(matrices["qwen2-smoke"].index)
+    assert matrices["xlmr-smoke"].columns.equals(matrices["qwen2-smoke"].columns)
+    assert not matrices["xlmr-smoke"].equals(matrices["qwen2-smoke"])  # two models, not one twice
+    # Each model's jobs ran with its own settings: the decoder's sentence embeddings pool the last
+    # token (its entry's retrieval.pooling), the encoder's the mean (the experiment's).
+    for model, pooling in (("qwen2-smoke", "last pooling"), ("xlmr-smoke", "mean pooling")):
+        log = (workdir / f"logs/smoke-models/embed_sentences/{model}/baseline.log").read_text()
+        assert f"encoders/{model}/baseline: " in log and pooling in log, (model, log)
+    families = {m: model_family(AutoConfig.from_pretrained(run / f"encoders/{m}/baseline", local_files_only=True))
+                for m in matrices}
+    assert families == {"xlmr-smoke": "encoder", "qwen2-smoke": "decoder"}
+
+    # The comparison: every gain is the model's own matrix cell minus its own baseline.
+    frame = pd.read_csv(run / "comparison/models.csv")
+    assert list(dict.fromkeys(frame["model"])) == ["xlmr-smoke", "qwen2-smoke"]
+    assert dict(zip(frame["model"], frame["family"])) == families
+    for model, matrix in matrices.items():
+        rows = frame[(frame["model"] == model) & (frame["row"] == "intermediate")]
+        assert len(rows) == len(matrix.columns)  # mnli, on every target and the average
+        for row in rows.itertuples():
+            expected = matrix.at[row.encoder, row.target] - matrix.at["baseline", row.target]
+            assert row.gain == pytest.approx(expected, abs=1e-9), (model, row.target)
+    verdicts = pd.read_csv(run / "comparison/reasoning_verdicts.csv")
+    assert set(verdicts["model"]) == set(matrices) and set(verdicts["target"]) >= {"xnli", "xcopa"}
+    assert set(verdicts["verdict"]) <= {"helps", "hurts", "n.s."}
+    for model in matrices:
+        record = json.loads((run / f"reasoning/{model}/significance.json").read_text())
+        mine = verdicts[verdicts["model"] == model]
+        assert sorted(mine["verdict"]) == sorted(c["verdict"] for c in record["comparisons"])
+    macros = (run / "comparison/generated/models_macros.tex").read_text()
+    assert macros.count("\\newcommand") > 10
+    assert (run / "comparison/model_gains.png").stat().st_size > 1000
+    # Each model's paper has the cross-model section.
+    for model in matrices:
+        assert "sections/models" in (run / f"paper/{model}/generated/extra_sections.tex").read_text()
 
 
 @pytest.mark.workflow

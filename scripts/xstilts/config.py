@@ -22,7 +22,7 @@ import yaml
 
 from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, MULTITASK, STAGE_TASKS, TARGET_TRAININGS
 
-OVERRIDABLE = ("description", "languages", "data", "model", "intermediate", "targets", "seeds", "retrieval", "reasoning")
+OVERRIDABLE = ("description", "languages", "data", "models", "intermediate", "targets", "seeds", "retrieval", "reasoning")
 
 
 class ConfigError(ValueError):
@@ -80,7 +80,14 @@ def check_yaml_file(path: str | Path) -> None:
 def schema() -> dict[str, Any]:
     """The config JSON schema (parsed once)."""
     text = resources.files("xstilts").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    sch = yaml.safe_load(text)
+    # A per-model override names some hyperparameters: the same keys without defaults, so that
+    # filling defaults never turns an absent key into the schema's value over the phase's own.
+    override = copy.deepcopy(sch["$defs"]["hparams"])
+    for prop in override["properties"].values():
+        prop.pop("default", None)
+    sch["$defs"]["hparams_override"] = {**override, "description": sch["$defs"]["hparams_override"]["description"]}
+    return sch
 
 
 def _strip_required(node: Any) -> Any:
@@ -223,17 +230,20 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     for key in OVERRIDABLE:
         top["properties"][key] = {}  # checked in step 2
     overrides = {k: coerce(raw[k], sch["$defs"]["experiment"]["properties"][k], sch) for k in OVERRIDABLE if k in raw}
-    _validate({k: v for k, v in raw.items() if k not in OVERRIDABLE}, top, "")
     # 2. Overrides: any subset of experiment keys, at any depth.
     partial = _strip_required({"$defs": sch["$defs"], **sch["$defs"]["experiment"]})
     _validate(overrides, partial, "")
-    presets = raw["presets"]
+    presets = _expand_presets(raw.get("presets"))
+    raw = {**raw, "presets": presets}
+    _validate({k: v for k, v in raw.items() if k not in OVERRIDABLE}, top, "")
     name = raw["preset"]
     if name not in presets:
         close = difflib.get_close_matches(name, list(presets), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"config: preset '{name}' is not defined{hint}; defined presets: {', '.join(presets)}")
     exp = deep_merge(presets[name], overrides)
+    if "models" in overrides:
+        exp["models"] = _expand_models(overrides["models"], presets[name]["models"], "models")
     experiment = {"$defs": sch["$defs"], **sch["$defs"]["experiment"]}
     _validate(exp, experiment, "")
     exp = fill_defaults(exp, experiment, sch)
@@ -245,6 +255,55 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     return exp
 
 
+def _expand_models(entries: Any, base: Any, where: str) -> Any:
+    """``models`` with every ``extends: NAME`` entry deep-merged over the model NAME of ``base``.
+
+    Malformed input is returned as it is, for the schema to report."""
+    if not isinstance(entries, list) or not isinstance(base, list):
+        return entries
+    known = {m["name"]: m for m in base if isinstance(m, dict) and isinstance(m.get("name"), str)}
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and "extends" in entry:
+            parent = known.get(entry["extends"])
+            if parent is None:
+                close = difflib.get_close_matches(str(entry["extends"]), list(known), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"config: {where}[{i}].extends: no model named {entry['extends']!r} in the preset{hint}; "
+                                  f"its models: {', '.join(known) or '(none)'}")
+            if "extends" in parent:
+                raise ConfigError(f"config: {where}[{i}].extends: {entry['extends']!r} extends another model itself; "
+                                  "extend the model it is based on")
+            entry = deep_merge(parent, {k: v for k, v in entry.items() if k != "extends"})
+        out.append(entry)
+    return out
+
+
+def _expand_presets(presets: Any) -> Any:
+    """Presets with ``extends`` resolved: a preset deep-merged over the preset it names, and
+    ``models`` entries deep-merged over the model they name (one of the preset's own entries
+    without ``extends``, or one of the extended preset's models)."""
+    if not isinstance(presets, dict):
+        return presets
+    out = {}
+    for name, preset in presets.items():
+        base_models: list[Any] = []
+        if isinstance(preset, dict) and "extends" in preset:
+            parent = presets.get(preset["extends"])
+            if not isinstance(parent, dict) or "extends" in parent:
+                close = difflib.get_close_matches(str(preset["extends"]), list(presets), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"config: presets.{name}.extends: {preset['extends']!r} is not a preset without "
+                                  f"`extends` of its own{hint}; presets: {', '.join(presets)}")
+            base_models = parent.get("models") if isinstance(parent.get("models"), list) else []
+            preset = deep_merge(parent, {k: v for k, v in preset.items() if k != "extends"})
+        if isinstance(preset, dict) and isinstance(preset.get("models"), list):
+            plain = [m for m in preset["models"] if not (isinstance(m, dict) and "extends" in m)]
+            preset = {**preset, "models": _expand_models(preset["models"], plain + base_models, f"presets.{name}.models")}
+        out[name] = preset
+    return out
+
+
 def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> Any:
     """``instance`` with every absent schema property that has a ``default`` filled in, recursively.
 
@@ -254,6 +313,8 @@ def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> 
     code reads the resolved config with ``[key]``, never ``.get(key, default)``.
     """
     node = _resolve_ref(node, root)
+    if isinstance(instance, list) and isinstance(node.get("items"), dict):
+        return [fill_defaults(item, node["items"], root) for item in instance]  # e.g. each of `models`
     if not isinstance(instance, dict) or "properties" not in node:
         return instance
     out = dict(instance)
@@ -263,6 +324,74 @@ def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> 
         if key in out:
             out[key] = fill_defaults(out[key], prop, root)
     return out
+
+
+#: The keys of a `models` entry that describe the model itself (the rest are its training options).
+MODEL_KEYS = ("name", "source", "hub", "pretrain")
+#: Per-model options merged over the experiment's section of the same name.
+MODEL_SECTIONS = ("intermediate", "targets", "retrieval")
+
+
+def model_names(exp: dict[str, Any]) -> list[str]:
+    """The models of the grid, in config order."""
+    return [m["name"] for m in exp["models"]]
+
+
+def model_experiment(exp: dict[str, Any], name: str) -> dict[str, Any]:
+    """The experiment as one model of the grid sees it.
+
+    ``model`` is that entry's description of the model (name, source, hub or pretrain);
+    ``intermediate``, ``targets`` and ``retrieval`` have the entry's overrides deep-merged in;
+    ``model["adaptation"]`` holds its LoRA and gradient-checkpointing settings. Everything else
+    (tasks, languages, seeds, data) is the grid's, shared by every model.
+    """
+    entries = {m["name"]: m for m in exp["models"]}
+    if name not in entries:
+        raise ConfigError(f"config: no model named {name!r} in models (models: {', '.join(entries)})")
+    entry = entries[name]
+    out = {k: v for k, v in exp.items() if k not in MODEL_SECTIONS}
+    for section in MODEL_SECTIONS:
+        out[section] = deep_merge(exp[section], entry[section])
+    out["model"] = {k: copy.deepcopy(entry[k]) for k in MODEL_KEYS if k in entry}
+    out["model"]["adaptation"] = {"lora": copy.deepcopy(entry["lora"]),
+                                  "gradient_checkpointing": entry["gradient_checkpointing"]}
+    return out
+
+
+def _check_models(exp: dict[str, Any], name: str) -> None:
+    """Model names are unique (they name result folders); each model's experiment is valid."""
+    names = model_names(exp)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"config: models: the name {', '.join(map(repr, twice))} is given to more than one model; "
+                          "names are result folders (results/<run>/.../<name>/), so each model needs its own")
+    for model in names:
+        view = model_experiment(exp, model)
+        try:
+            _check_model(view)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (model {model!r} of preset '{name}')") from None
+
+
+def _check_model(exp: dict[str, Any]) -> None:
+    """Checks of one model's experiment (``model_experiment``)."""
+    if exp["model"]["source"] == "pretrain":
+        if "pretrain" not in exp["model"]:
+            raise ConfigError("config: model.source is 'pretrain' but model.pretrain is missing")
+        p = exp["model"]["pretrain"]
+        if p["hidden_size"] % p["num_attention_heads"]:
+            raise ConfigError(
+                f"config: model.pretrain.hidden_size ({p['hidden_size']}) must be divisible by "
+                f"num_attention_heads ({p['num_attention_heads']})"
+            )
+    layer = exp["retrieval"]["layer"]
+    if layer is not None and exp["model"]["source"] == "pretrain":
+        depth = exp["model"]["pretrain"]["num_hidden_layers"]
+        if layer > depth:
+            raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
+    _check_multitask_hparams(exp)
+    _check_hub_revision(exp)
+    _check_sequence_lengths(exp)
 
 
 def _check_semantics(exp: dict[str, Any], name: str) -> None:
@@ -290,31 +419,15 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
             load_pins(exp["data"]["download"]["pins"])
         except ValueError as e:
             raise ConfigError(f"config: {e}") from None
-    if exp["model"]["source"] == "pretrain":
-        if "pretrain" not in exp["model"]:
-            raise ConfigError("config: model.source is 'pretrain' but model.pretrain is missing")
-        p = exp["model"]["pretrain"]
-        if p["hidden_size"] % p["num_attention_heads"]:
-            raise ConfigError(
-                f"config: model.pretrain.hidden_size ({p['hidden_size']}) must be divisible by "
-                f"num_attention_heads ({p['num_attention_heads']})"
-            )
-    layer = exp["retrieval"]["layer"]
-    if layer is not None and exp["model"]["source"] == "pretrain":
-        depth = exp["model"]["pretrain"]["num_hidden_layers"]
-        if layer > depth:
-            raise ConfigError(f"config: retrieval.layer {layer} exceeds the model's {depth} layers")
     if not exp["intermediate"]["tasks"]:
         raise ConfigError("config: intermediate.tasks is empty, so the grid has no intermediate-task row to compare "
                           "with the baseline; name at least one intermediate task (the paper's nine: "
                           f"{', '.join(INTERMEDIATE_TASKS)})")
     if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
         raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
-    _check_multitask_hparams(exp)
     _check_language_codes(exp)
     _check_target_languages(exp, name)
-    _check_hub_revision(exp)
-    _check_sequence_lengths(exp)
+    _check_models(exp, name)
 
 
 def language_filter(exp: dict[str, Any], target: str | None = None) -> str | list[str]:
@@ -431,4 +544,5 @@ def hparams_for(exp: dict[str, Any], phase: str, task: str | None = None) -> dic
 
 
 def pretrain_hparams(exp: dict[str, Any]) -> dict[str, Any]:
+    """Phase-1 hyperparameters of a model's experiment (``model_experiment``)."""
     return dict(exp["model"]["pretrain"]["hparams"])

@@ -207,7 +207,7 @@ def summary(runs: list[dict[str, Any]], best: dict[str, str], targets: list[str]
     """
     rows: dict[str, dict[str, float]] = {}
     base = _task_means(runs, BASELINE, seeds)
-    rows["XLM-R (baseline)"] = {t: base[t][0] for t in targets}
+    rows["Baseline (no intermediate task)"] = {t: base[t][0] for t in targets}
     picked = {t: _task_means(runs, best[t], seeds)[t][0] for t in targets if t in best}
     if picked:
         rows["Best intermediate task per target"] = picked
@@ -310,7 +310,7 @@ CATEGORY_COLUMNS = {"classification": ["classification"], "structured_prediction
                     "avg": ["classification", "tagging", "qa"]}
 CATEGORY_NAMES = {"classification": "Classification", "structured_prediction": "Structured prediction",
                   "qa": "Question answering", "avg": "Avg of the three"}
-SUMMARY_ROWS = {"xlm-r": "XLM-R (baseline)", "x-stilts": "Best intermediate task per target"}
+SUMMARY_ROWS = {"xlm-r": "Baseline (no intermediate task)", "x-stilts": "Best intermediate task per target"}
 
 
 def read_csv_comments(path: str | Path, columns: Iterable[str]) -> list[dict[str, str]]:
@@ -396,7 +396,7 @@ def published_comparison(published: list[dict[str, str]], runs: list[dict[str, A
     note = ("" if comparable else
             r" $^\dagger$Not comparable: this run is not on the real XTREME data (preset "
             r"\xstiltsPreset).")
-    latex = _latex_table(rows, ["Task", "Metric", "XLM-R (pub.)", "XLM-R (ours)", "X-STILTs (pub.)",
+    latex = _latex_table(rows, ["Task", "Metric", "XLM-R (pub.)", "Baseline (ours)", "X-STILTs (pub.)",
                                 "Best interm. (ours)"], _tex(caption) + note, "tab:published")
     return latex, df
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from xstilts.config import hparams_for, keep_languages, pretrain_hparams
+from xstilts.config import hparams_for, keep_languages, model_experiment, model_names, pretrain_hparams
 from xstilts.tasks import (
     BASELINE,
     DATASETS,
@@ -28,12 +28,43 @@ from xstilts.tasks import (
 
 @dataclass
 class Plan:
+    """The grid of a resolved config (``Plan(exp)``), or one model's part of it (``for_model``).
+
+    The grid plan answers what every model shares (tasks, languages, data, seeds); the settings of
+    a job that trains or runs a model (hyperparameters, adapters, pooling, its download or
+    pretraining) come from that model's plan, whose experiment has the model's overrides merged
+    in (``config.model_experiment``).
+    """
+
     exp: dict[str, Any]
 
     # ---------------------------------------------------------------- grid axes
     @property
+    def models(self) -> list[str]:
+        """The models of the grid, in config order."""
+        return model_names(self.exp)
+
+    def for_model(self, name: str) -> "Plan":
+        """The plan of one model of the grid (its overrides merged in)."""
+        cache = self.__dict__.setdefault("_model_plans", {})
+        if name not in cache:
+            cache[name] = Plan(model_experiment(self.exp, name))
+        return cache[name]
+
+    @property
     def model(self) -> str:
+        """This model plan's model (only on a plan from ``for_model``)."""
+        if "model" not in self.exp:
+            raise TypeError("Plan.model: the grid plan has several models; use Plan.for_model(name)")
         return self.exp["model"]["name"]
+
+    def model_sources(self) -> set[str]:
+        """Where the grid's models come from (pretrain, hub)."""
+        return {m["source"] for m in self.exp["models"]}
+
+    def models_from(self, source: str) -> list[str]:
+        """The grid's models of one source, in config order."""
+        return [m["name"] for m in self.exp["models"] if m["source"] == source]
 
     @property
     def intermediate_tasks(self) -> list[str]:
@@ -115,7 +146,7 @@ class Plan:
         for name in self.trainings:
             for task in (*(STAGE_TASKS[n] for n in self.stages(name)), TARGET_TRAININGS[name]):
                 needed.update(s.dataset for s in task.train + task.dev)
-        if self.exp["model"]["source"] == "pretrain":
+        if "pretrain" in self.model_sources():
             needed.update(d for d, ds in DATASETS.items() if ds.corpus)
         return [d for d in DATASETS if d in needed]
 
@@ -188,13 +219,25 @@ class Plan:
             "task_hparams": {n: hparams_for(self.exp, "intermediate", n) for n in names},
             "seed": self.exp["intermediate"]["seed"],
             "examples_cap": multitask["examples_cap"] if itask == MULTITASK else None,
+            "adaptation": self.adaptation("intermediate"),
         }
+
+    def adaptation(self, phase: str) -> dict[str, Any]:
+        """How a phase trains this model: LoRA adapters (or None: every weight) and gradient checkpointing."""
+        settings = self.exp["model"]["adaptation"]
+        lora = settings["lora"]
+        if lora is not None and phase in lora["phases"]:
+            lora = {k: v for k, v in lora.items() if k != "phases"}
+        else:
+            lora = None
+        return {"lora": lora, "gradient_checkpointing": settings["gradient_checkpointing"]}
 
     def target_job(self, training: str) -> dict[str, Any]:
         job = {
             "training": training,
             "hparams": hparams_for(self.exp, "target", training),
             "dev_sources": [[s.dataset, s.split, s.lang] for s in self.selection_sources(training)],
+            "adaptation": self.adaptation("targets"),
         }
         stages = self.stages(training)
         if stages:

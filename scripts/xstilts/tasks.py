@@ -264,7 +264,7 @@ REASONING_TARGETS: tuple[str, ...] = ("xnli", "xcopa")
 
 #: Display names used in tables (paper order).
 DISPLAY_NAMES = {
-    BASELINE: "XLM-R (no intermediate task)",
+    BASELINE: "Baseline (no intermediate task)",
     "anli_plus": "ANLI+",
     "mnli": "MNLI",
     "qqp": "QQP",

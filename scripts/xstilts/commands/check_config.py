@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 1
     intermediate = exp["intermediate"]["tasks"]
-    print(f"ok: preset {exp['preset']}, run {exp['run']}, model {exp['model']['name']}: "
+    print(f"ok: preset {exp['preset']}, run {exp['run']}, models {', '.join(m['name'] for m in exp['models'])}: "
           f"{len(intermediate)} intermediate task(s), {len(exp['targets']['tasks'])} target(s), "
           f"{len(exp['seeds'])} seed(s)")
     return 0
