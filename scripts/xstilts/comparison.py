@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +30,7 @@ import pandas as pd
 
 from xstilts.formats import FormatError
 from xstilts.tables import AVERAGE
+from xstilts.latex import command_name
 from xstilts.tasks import BASELINE, DISPLAY_NAMES, MULTITASK
 
 #: Families in the order the text and the tables present them (``modeling.model_family``).
@@ -319,18 +319,10 @@ def gains_figure(models_csv: str | Path, out_paths: list[str | Path], style: str
 # --------------------------------------------------------------------------------------------
 # The paper section
 
-_DIGITS = dict(zip("0123456789", ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]))
-
-
 def macro_name(*parts: str) -> str:
     """A LaTeX command name (letters only) from keys such as ``qwen2.5-0.5b``:
     ``\\ModelsQwenTwoFiveZeroFiveb``."""
-    words = []
-    for part in parts:
-        for piece in re.split(r"[^A-Za-z0-9]+", part):
-            piece = "".join(_DIGITS.get(ch, ch) for ch in piece)
-            words.append(piece[:1].upper() + piece[1:])
-    return "\\Models" + "".join(words)
+    return command_name("Models", *parts)
 
 
 def _number(value: float, signed: bool = True) -> str:

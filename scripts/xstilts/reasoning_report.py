@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from xstilts.latex import command_name
 from xstilts.tasks import DISPLAY_NAMES
 
 AVERAGE_NAME = "Reasoning avg."
@@ -177,17 +178,9 @@ def gains_figure(significance_csv: str | Path, languages_csv: str | Path, out_pa
 # The paper section
 
 
-_DIGITS = dict(zip("0123456789", ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]))
-
-
 def macro_name(*parts: str) -> str:
     """A LaTeX command name (letters only) from keys such as ``squad_v1``: ``\\ReasonSquadVOne``."""
-    words = []
-    for part in parts:
-        for piece in re.split(r"[^A-Za-z0-9]+", part):
-            piece = "".join(_DIGITS.get(ch, ch) for ch in piece)
-            words.append(piece[:1].upper() + piece[1:])
-    return "\\Reason" + "".join(words)
+    return command_name("Reason", *parts)
 
 
 def section(record: dict[str, Any], context: dict[str, Any]) -> tuple[str, str]:
