@@ -81,7 +81,8 @@ def task_data(fmt, tokenizer, root, lines, hp):
     if fmt == TEXT:
         return training.TaskData("mlm", TEXT, "mlm_loss", hp,
                                  train=features.encode_text(tokenizer, lines[:N_TRAIN * 4], hp["max_seq_length"]),
-                                 dev=[training.DevSet("mlm", [], features.encode_text(tokenizer, lines[-20:], 64))])
+                                 dev=[training.DevSet("mlm", [], features.encode_text(tokenizer, lines[-20:],
+                                                                                   hp["max_seq_length"]))])
     task = TARGET_TRAININGS[CASES[fmt][0]]
     return pipeline._task_data(task, hp, root, tokenizer, task.dev)
 
@@ -98,7 +99,9 @@ def training_loss(model, task, tokenizer):
     return model(task.name, **collate(task.train.features)).loss.item()
 
 
-def assert_valid(fmt, task, records, predictions):
+def assert_valid(task, records, predictions):
+    """Predictions in the XTREME writer's shape of ``task.format``, each within what its record allows."""
+    fmt = task.format
     if fmt == PAIR:
         assert len(predictions) == len(records) and set(predictions) <= set(task.labels)
     elif fmt == TAGGING:
@@ -117,12 +120,9 @@ def assert_valid(fmt, task, records, predictions):
             assert answer in record["context"], f"{record['id']}: {answer!r} is not in its context"
 
 
-def assert_spans_are_context_slices(task, records, encoded, tokenizer, model):
+def assert_spans_are_context_slices(task, records, encoded, predictions):
     """Independently of qa.best_answers: every token offset lies inside its context, and each
     answer is the context slice from some token's start to a later token's end, in one window."""
-    from xstilts import training
-
-    predictions = training.predict(model, task, records, encoded, tokenizer)
     slices = {}
     for feature, ex in enumerate(encoded.example_index):
         context = records[ex]["context"]
@@ -162,16 +162,18 @@ def test_every_head_trains_and_predicts_validly(bench, tmp_path, family, fmt):
     target = CASES[fmt][1]
     records = formats.read_dataset(root, target, TEST_LANG, "test")
     encoded = encode(fmt, tokenizer, records, hp, task.labels)
-    assert_valid(fmt, task, records, training.predict(model, task, records, encoded, tokenizer))
+    predictions = training.predict(model, task, records, encoded, tokenizer)
+    assert_valid(task, records, predictions)
     if fmt == SPAN:
-        assert_spans_are_context_slices(task, records, encoded, tokenizer, model)
+        assert_spans_are_context_slices(task, records, encoded, predictions)
 
 
 def test_the_validity_checks_refuse_invalid_predictions():
     """The checks above can fail: each kind of invalid prediction is caught."""
     from xstilts.training import TaskData
 
-    pair, tags = TaskData("t", PAIR, "accuracy", {}, ("a", "b")), TaskData("t", TAGGING, "seqeval_f1", {}, ("O", "B-LOC"))
+    pair = TaskData("t", PAIR, "accuracy", {}, ("a", "b"))
+    tags = TaskData("t", TAGGING, "seqeval_f1", {}, ("O", "B-LOC"))
     span, choice = TaskData("t", SPAN, "squad", {}), TaskData("t", CHOICE, "accuracy", {})
     records = {TAGGING: [{"tokens": ["x", "y"]}], CHOICE: [{"choices": ["p", "q"]}],
                SPAN: [{"id": "q1", "context": "Piara lives in Topo ."}], PAIR: [{}]}
@@ -179,5 +181,5 @@ def test_the_validity_checks_refuse_invalid_predictions():
            (span, {"q1": "Topo lives"}), (span, {"q1": ""}), (span, {})]
     for task, predictions in bad:
         with pytest.raises(AssertionError):
-            assert_valid(task.format, task, records[task.format], predictions)
-    assert_valid(SPAN, span, records[SPAN], {"q1": "in Topo"})
+            assert_valid(task, records[task.format], predictions)
+    assert_valid(span, records[SPAN], {"q1": "in Topo"})
