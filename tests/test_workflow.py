@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT
 from xstilts.paper_build import toolchain_available
@@ -502,3 +503,26 @@ def test_other_architectures_run_end_to_end(architecture_run):
     if architecture == "bert":
         assert "token_type_ids" in tokenizer.model_input_names
         assert (tokenizer.cls_token, tokenizer.sep_token) == ("[CLS]", "[SEP]")
+
+
+@pytest.mark.workflow
+def test_one_models_override_reruns_only_that_models_jobs(tmp_path_factory, tmp_path):
+    # The decoder's phase-3 learning rate: its fine-tuning jobs and what depends on them, and the
+    # comparison; of the encoder only its paper, which shows the comparison.
+    workdir = _workflow_run(MODELS_CONFIG, tmp_path_factory)
+    config = yaml.safe_load((ROOT / "tests" / "configs" / MODELS_CONFIG).read_text())
+    config["models"][1]["targets"] = {"hparams": {"learning_rate": 1.0e-3}}
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"models": config["models"]}))
+    proc = snakemake("--configfile", str(ROOT / "tests" / "configs" / MODELS_CONFIG), str(override), "-n",
+                     "--directory", str(workdir))
+    jobs = rerun_jobs(proc.stdout)
+    outputs = [o for rule, paths in jobs.items() if rule != "compile_paper" for o in paths]
+    assert outputs and not any("xlmr-smoke" in o for o in outputs), outputs
+    assert len(jobs.get("compile_paper", [])) == (2 if TEX else 0)
+    # xnli and squad for the baseline and mnli encoders; not xcopa, whose own task_hparams (the
+    # demo's) set its learning rate and that of its SIQA stage.
+    trainings = 2 * 2
+    assert len(jobs["finetune_target"]) == len(jobs["predict_target"]) == trainings
+    assert "finetune_intermediate" not in jobs and "pretrain_mlm" not in jobs
+    assert len(jobs["make_model_comparison"]) == 1
