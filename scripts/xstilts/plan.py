@@ -51,13 +51,6 @@ class Plan:
             cache[name] = Plan(model_experiment(self.exp, name))
         return cache[name]
 
-    @property
-    def model(self) -> str:
-        """This model plan's model (only on a plan from ``for_model``)."""
-        if "model" not in self.exp:
-            raise TypeError("Plan.model: the grid plan has several models; use Plan.for_model(name)")
-        return self.exp["model"]["name"]
-
     def model_sources(self) -> set[str]:
         """Where the grid's models come from (pretrain, hub)."""
         return {m["source"] for m in self.exp["models"]}
