@@ -44,11 +44,22 @@ include: "rules/comparison.smk"
 
 
 # Before the first job of a real run: one run at a time per run name and directory, then the
-# rule files' checks (ONSTART_CHECKS, e.g. the manual CCGbank download).
+# rule files' checks (ONSTART_CHECKS, e.g. the manual CCGbank download), then the worker that
+# local jobs fork from (xstilts.worker: torch and transformers imported once, not once per job).
 onstart:
     hold_run_lock()
     for check in ONSTART_CHECKS:
         check()
+    start_worker()
+
+
+# The local jobs' worker (rules/common.smk start_worker) ends with the run.
+onsuccess:
+    stop_worker()
+
+
+onerror:
+    stop_worker()
 
 
 # Cheap jobs (data generation, label files, scoring, tables) run on the submit host under a

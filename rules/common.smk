@@ -58,6 +58,31 @@ def hold_run_lock():
     _RUN_LOCKS.append(lock)
 
 
+_WORKERS = []
+
+
+def start_worker():
+    """A pre-imported worker for this run's local jobs (xstilts.worker), unless jobs run on other
+    hosts (a cluster executor) or XSTILTS_NO_WORKER=1; stopped by stop_worker or with this process."""
+    import atexit
+
+    from xstilts import worker
+
+    if not (workflow.local_exec and workflow.is_main_process) or not worker.available():
+        return
+    if os.environ.get(worker.DISABLE_ENV, "") not in ("", "0"):
+        logger.info(f"{worker.DISABLE_ENV} is set: every job runs in a process of its own")
+        return
+    handle = worker.start(log_path("worker"), Path(workflow.basedir) / "scripts")
+    _WORKERS.append(handle)
+    atexit.register(handle.stop)
+
+
+def stop_worker():
+    while _WORKERS:
+        _WORKERS.pop().stop()
+
+
 def check_manual_data():
     """Manual data (CCGbank) that the jobs about to run would convert, checked before the first one."""
     from xstilts.pipeline import manual_data_problems

@@ -40,8 +40,8 @@ PAPER_JOBS = {"make_paper_inputs": 1, "make_compute_table": 1, "make_language_fi
 REQUIRE_TEX = os.environ.get("XSTILTS_REQUIRE_TEX") == "1"
 
 
-def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def snakemake(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
     proc = subprocess.run(cmd, cwd=cwd or ROOT, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
@@ -115,6 +115,8 @@ def smoke_runs(tmp_path_factory):
 
     smoke_runs[0] holds results/smoke; smoke_runs[1] holds the copy of results/smoke and
     results/smoke2, computed from scratch (so byte identity across runs is checked on them).
+    The first run's jobs fork from the pre-imported worker (the default), the second's run each in
+    a process of its own (XSTILTS_NO_WORKER=1): byte identity covers the worker too.
     """
     first = tmp_path_factory.mktemp("run1")
     snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(first))
@@ -122,12 +124,27 @@ def smoke_runs(tmp_path_factory):
     shutil.copytree(first, second, symlinks=True)  # copy2: modification times kept
     SMOKE_STATE["copied"] = {p: p.stat().st_mtime_ns for p in (second / RUN).rglob("*")}
     SMOKE_STATE["copy_dry_run"] = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(second)).stdout
-    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(second), "--config", "run=smoke2")
+    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(second), "--config", "run=smoke2",
+              env={"XSTILTS_NO_WORKER": "1"})
     return [first, second]
 
 
 SMOKE_STATE: dict = {}
 RUN2 = "results/smoke2"
+
+
+@pytest.mark.workflow
+def test_the_first_runs_jobs_ran_in_the_worker_and_the_seconds_in_their_own_processes(smoke_runs):
+    first, second = smoke_runs
+    worker_log = (first / "logs/smoke/worker.log").read_text()
+    assert "refused" not in worker_log
+    forked = worker_log.count("exited with 0")
+    job_logs = sorted((first / "logs/smoke").glob("*/**/*.log"))
+    in_worker = [p for p in job_logs if "ran in the xstilts worker" in p.read_text()]
+    # Every job of the grid but `all` (no script) forked, and each says so in its own log.
+    assert forked == len(in_worker) == len(job_logs) > 40, (forked, len(in_worker), len(job_logs))
+    assert not (second / "logs/smoke2/worker.log").exists()
+    assert not any("ran in the xstilts worker" in p.read_text() for p in (second / "logs/smoke2").glob("*/**/*.log"))
 
 
 @pytest.mark.workflow

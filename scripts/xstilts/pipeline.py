@@ -3,6 +3,10 @@
 Rule scripts in ``scripts/`` only unpack the ``snakemake`` object and call one function here,
 so every job can also be run (and tested) without Snakemake. ``job`` arguments are the
 per-job settings computed by ``Plan.*_job`` (passed to rules as params).
+
+Importing this module stays light (no numpy, torch or transformers at module level): a job
+process imports it, then hands itself to the local worker (``run_rule``), so everything heavy is
+imported inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from xstilts import formats
-from xstilts.task_formats import encode, task_format
 from xstilts.tasks import (
     DATASETS,
     INTERMEDIATE_TASKS,
@@ -98,17 +101,26 @@ def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs
              body: Any, network: bool = False) -> int:
     """Run one rule job safely; every rule script calls this with its job as ``body`` (no arguments).
 
-    In order: set up logging (``setup_logging``); watch the workflow process that started the job
+    First, unless the job has network access, hand the whole job to the local worker if there is
+    one (``worker.delegate``: the fork runs this same script, and this function again, there). In
+    order: set up logging (``setup_logging``); watch the workflow process that started the job
     and stop when it dies (``jobcontrol.watch_parent``); check every input against the manifest of
     the job that wrote it (``manifest.verify``); take the job's lock, so that no two processes run
     the same job at once (a second one waits, then finds the outputs finished and stops); run
     ``body``; write the manifest of every output. A bad input or a stopped job ends the process with
     one line naming the file and the fix, in the log and on stderr, and exit status 1.
     """
-    from xstilts import jobcontrol, manifest
+    from xstilts import jobcontrol, manifest, worker
 
+    # A job without network access runs in a fork of the local worker when there is one
+    # (xstilts.worker): the same script, minus seconds of imports.
+    status, own_process = worker.delegate() if not network else (None, "")
+    if status is not None:
+        raise SystemExit(status)
     log_files, inputs, outputs = list(log_files), [str(p) for p in inputs], [str(p) for p in outputs]
     setup_logging(log_files[0] if log_files else None, network=network)
+    if own_process:
+        log.info("runs in its own process: %s", own_process)
     jobcontrol.watch_parent()
     job = manifest.job_digest({"rule": rule, "params": _plain(params), "outputs": outputs})
     try:
@@ -201,6 +213,7 @@ def make_demo_dataset(job: dict[str, Any], data_root: str | Path) -> list[str]:
 
 def write_labels(target: str, languages: list[str], data_root: str | Path, label_dir: str | Path) -> list[str]:
     """Write XTREME label files ``<label_dir>/<target>/test-<lang>.<ext>`` from canonical data."""
+    from xstilts.task_formats import task_format
     task = TARGET_TASKS[target]
     write = task_format(task.format).write_labels
     written = []
@@ -213,6 +226,7 @@ def write_labels(target: str, languages: list[str], data_root: str | Path, label
 
 def _labels(task: TrainingTask, train_records: list[dict[str, Any]]) -> tuple[str, ...]:
     """The closed label set of the task, or (CCG) the labels seen in training."""
+    from xstilts.task_formats import task_format
     if task.dataset.labels_from_train:
         return task_format(task.format).collect_labels(train_records)
     return task.dataset.labels
@@ -268,6 +282,7 @@ def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: l
 
 def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, tokenizer: Any,
                dev_sources: list[Source] | tuple[Source, ...]) -> Any:
+    from xstilts.task_formats import encode
     from xstilts import training
 
     train_records: list[dict[str, Any]] = []
@@ -392,6 +407,7 @@ def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | 
     (``job["hparams"]``) and decoding span QA with ``job["prediction"]``. ``record_path`` gets
     the predicted example counts, the job and the sha256 of the model and test files read.
     """
+    from xstilts.task_formats import encode, task_format
     from xstilts import training
     from xstilts.modeling import MultiTaskModel, head_labels
 
@@ -427,6 +443,7 @@ def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | 
 
 def retrieval_texts(data_root: str | Path, languages: dict[str, list[str]]) -> dict[str, list[str]]:
     """Sentence files to embed, keyed by the name of their embedding file (without .npy)."""
+    from xstilts.task_formats import task_format
     texts: dict[str, list[str]] = {}
     for target, langs in languages.items():
         dataset = DATASETS[target]
