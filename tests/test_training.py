@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -62,6 +63,46 @@ def test_schedule_is_deterministic_and_proportional(tiny_bench, tokenizer):
     assert sorted(x for b in batches for x in b) == list(range(100))
 
 
+def _plain_batches(n, batch_size, rng):
+    """The batch order before length grouping existed (grouping 0 must reproduce it exactly)."""
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size].tolist()
+
+
+def test_length_grouping_keeps_epochs_and_cuts_padding():
+    lengths = np.random.default_rng(5).integers(5, 120, size=203)
+    features = [{"input_ids": [1] * int(n)} for n in lengths]
+    data = training.TaskData("a", "pair_classification", "accuracy", hp(batch_size=8, length_grouping=0),
+                             train=training.Encoded(features))
+    plain_stream = training.schedule([data], 3)
+    expected = _plain_batches(203, 8, np.random.default_rng([3, 2, 0]))
+    assert [next(plain_stream)[1][0] for _ in range(80)] == [next(expected) for _ in range(80)]
+
+    def epochs(grouping, n_epochs=2):
+        grouped = dataclasses.replace(data, hp=hp(batch_size=8, length_grouping=grouping))
+        stream = training.schedule([grouped], 3)
+        per_epoch = -(-203 // 8)
+        return [[next(stream)[1][0] for _ in range(per_epoch)] for _ in range(n_epochs)]
+
+    grouped = epochs(4)
+    assert grouped == epochs(4)  # seeded: a resumed run replays it
+    for epoch in grouped:  # every example once per epoch
+        assert sorted(i for b in epoch for i in b) == list(range(203))
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[b]) for b in batches)
+
+    real = int(lengths.sum())
+    plain_waste = padded(epochs(0)[0]) - real
+    grouped_waste = padded(grouped[0]) - real
+    assert grouped_waste < 0.5 * plain_waste, (grouped_waste, plain_waste)
+    # multiple choice: an example's length is its longest choice
+    choices = [{"input_ids": [[1] * 3, [1] * 9, [1] * 4]}, {"input_ids": [[1] * 2, [1] * 2]}]
+    assert training.feature_lengths(choices).tolist() == [9, 2]
+
+
 def test_training_learns_a_tagging_task(tiny_bench, tiny_encoder, tokenizer, tmp_path):
     data = task_data("udpos", hp(epochs=8), tiny_bench, tokenizer, intermediate=False)
     training.set_seed(0)
@@ -77,8 +118,10 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_after_preemption_matches_an_uninterrupted_run(tiny_bench, tiny_encoder, tokenizer, tmp_path, monkeypatch):
-    params = hp(max_steps=6, eval_every_steps=2, epochs=1)
+@pytest.mark.parametrize("grouping", [0, 4])
+def test_resume_after_preemption_matches_an_uninterrupted_run(grouping, tiny_bench, tiny_encoder, tokenizer, tmp_path,
+                                                              monkeypatch):
+    params = hp(max_steps=6, eval_every_steps=2, epochs=1, length_grouping=grouping)
     data = task_data("mnli", params, tiny_bench, tokenizer)
 
     def fresh():

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -162,17 +162,47 @@ def schedule(tasks: Sequence[TaskData], seed: int, examples_cap: int | None = No
     weights = np.array([min(n, examples_cap) if examples_cap else n for n in sizes], dtype=float)
     probs = weights / weights.sum()
     task_rng = np.random.default_rng([seed, 1])
-    streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i])) for i, (n, t) in enumerate(zip(sizes, tasks))]
+    streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i]),
+                        t.hp.get("length_grouping", 0), lambda t=t: feature_lengths(t.train.features))
+               for i, (n, t) in enumerate(zip(sizes, tasks))]
     while True:
         i = int(task_rng.choice(len(tasks), p=probs)) if len(tasks) > 1 else 0
         yield i, [next(streams[i]) for _ in range(tasks[i].hp["grad_accum"])]
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+def _batches(n: int, batch_size: int, rng: np.random.Generator, grouping: int = 0,
+             lengths: Callable[[], np.ndarray] | None = None) -> Iterator[list[int]]:
+    """Endless batches of example indices, a new random order each epoch.
+
+    ``grouping`` > 1 (hparams ``length_grouping``) groups similar lengths, as transformers'
+    ``LengthGroupedSampler`` does: each epoch's shuffled order is cut into groups of ``grouping``
+    batches, each group is sorted by length (longest first; ties keep the shuffled order) and cut
+    into batches, and the epoch's batches are shuffled. Every example is still seen once per
+    epoch in a seeded order (so a resumed run replays it); a batch pads to its longest example,
+    which is now close to its shortest.
+    """
+    sizes = lengths() if grouping > 1 and lengths is not None else None
     while True:
         order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size].tolist()
+        if sizes is None:
+            for start in range(0, n, batch_size):
+                yield order[start : start + batch_size].tolist()
+            continue
+        batches = []
+        for start in range(0, n, grouping * batch_size):
+            group = order[start : start + grouping * batch_size]
+            group = group[np.argsort(-sizes[group], kind="stable")]
+            batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+        for b in rng.permutation(len(batches)):
+            yield batches[b].tolist()
+
+
+def feature_lengths(features: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Tokens per training example: its input length, or its longest choice (multiple choice)."""
+    def length(ids: Any) -> int:
+        return max((len(c) for c in ids), default=0) if ids and isinstance(ids[0], list) else len(ids)
+
+    return np.array([length(f["input_ids"]) for f in features], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------
