@@ -9,6 +9,7 @@ tests/test_workflow.py (the two smoke runs: one with the worker, one without).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,9 @@ def test_a_job_runs_in_a_fork_with_its_streams_folder_environment_and_status(ser
     got = report(proc)  # printed by the fork, read here through the job process's own stdout
     assert got["in_worker"] is True and got["ppid"] == server.process.pid
     assert got["cwd"] == str(tmp_path) and got["tmp"] == str(tmp_path) and got["argv"] == ["exit", "3"]
+    # The worker's log, not the job's, records each fork's status and usage.
+    assert re.search(rf"job pid {got['pid']} exited with 3: [\d.]+ s CPU, peak resident memory \d+ MiB",
+                     Path(server.log_file).read_text())
 
 
 def test_an_exception_and_a_crash_are_the_jobs_failures(server, job_script):

@@ -32,7 +32,8 @@ its own process.
 What changes for a job: Snakemake's ``benchmark:`` files measure the job's own process tree, and
 the fork is the worker's child, not the job's: their wall-clock time (the ``s`` column, the only
 one the compute table reads) is right, their memory and CPU columns count the job process alone.
-The fork writes its CPU time and peak memory into the job's log instead.
+The worker's log has a line per job instead: its pid, exit status, CPU time and peak memory. A
+job's own log is the same with or without the worker.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import json
 import logging
 import os
 import pkgutil
-import resource
 import runpy
 import selectors
 import shutil
@@ -178,10 +178,10 @@ def identity() -> dict[str, str]:
 
 
 class Handle:
-    """A started worker: its process, its socket and its folder (``stop`` removes them)."""
+    """A started worker: its process, its socket and its folder (``stop`` removes them), its log."""
 
-    def __init__(self, process: subprocess.Popen, folder: str, socket_path: str):
-        self.process, self.folder, self.socket_path = process, folder, socket_path
+    def __init__(self, process: subprocess.Popen, folder: str, socket_path: str, log_file: str | Path):
+        self.process, self.folder, self.socket_path, self.log_file = process, folder, socket_path, log_file
 
     def stop(self, timeout: float = 20.0) -> None:
         """End the worker (forks still running after 10 s get SIGTERM) and remove its socket folder."""
@@ -226,12 +226,12 @@ def start(log_file: str | Path, library_parent: str | Path, env: dict[str, str] 
     deadline = time.monotonic() + 60
     while not os.path.exists(socket_path):
         if process.poll() is not None or time.monotonic() > deadline:
-            handle = Handle(process, folder, socket_path)
+            handle = Handle(process, folder, socket_path, log_file)
             handle.stop()
             raise RuntimeError(f"the xstilts worker did not start (see {log_file})")
         time.sleep(0.02)
     os.environ[SOCKET_ENV] = socket_path
-    return Handle(process, folder, socket_path)
+    return Handle(process, folder, socket_path, log_file)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,14 +315,15 @@ class Server:
     def _reap(self) -> None:
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             conn = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
-            print(f"worker: job pid {pid} exited with {code}", flush=True)
+            print(f"worker: job pid {pid} exited with {code}: {usage.ru_utime + usage.ru_stime:.1f} s CPU, "
+                  f"peak resident memory {usage.ru_maxrss / 1024:.0f} MiB", flush=True)
             if conn is not None:
                 try:
                     conn.send(json.dumps({"status": code}).encode())
@@ -404,8 +405,8 @@ class Server:
         except BaseException:
             traceback.print_exc()
         finally:
-            _report_usage()
             try:
+                logging.shutdown()  # flush the job's log: os._exit skips the interpreter's exit
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
@@ -445,14 +446,6 @@ def _watch_job(conn: socket.socket) -> None:
         os._exit(JOB_GONE_EXIT)
 
     threading.Thread(target=watch, name="xstilts-job-watch", daemon=True).start()
-
-
-def _report_usage() -> None:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    logging.getLogger("xstilts").info(
-        "ran in the xstilts worker: %.1f s CPU (user %.1f, system %.1f), peak resident memory %.0f MiB",
-        usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024)
-    logging.shutdown()
 
 
 def _comparable(env: Any) -> dict[str, str]:
