@@ -63,15 +63,17 @@ _WORKERS = []
 
 def start_worker():
     """A pre-imported worker for this run's local jobs (xstilts.worker), unless jobs run on other
-    hosts (a cluster executor) or XSTILTS_NO_WORKER=1; stopped by stop_worker or with this process."""
+    hosts (a cluster executor) or worker.why_not says otherwise (XSTILTS_NO_WORKER=1, a GPU
+    machine); stopped by stop_worker or with this process."""
     import atexit
 
     from xstilts import worker
 
-    if not (workflow.local_exec and workflow.is_main_process) or not worker.available():
+    if not (workflow.local_exec and workflow.is_main_process):
         return
-    if os.environ.get(worker.DISABLE_ENV, "") not in ("", "0"):
-        logger.info(f"{worker.DISABLE_ENV} is set: every job runs in a process of its own")
+    reason = worker.why_not()
+    if reason:
+        logger.info(f"No job worker ({reason}): every job runs in a process of its own")
         return
     handle = worker.start(log_path("worker"), Path(workflow.basedir) / "scripts")
     _WORKERS.append(handle)

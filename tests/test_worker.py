@@ -189,3 +189,12 @@ def wait_for_pid(pid_file: Path, seconds: float = 60) -> int:
             return int(pid_file.read_text())
         time.sleep(0.05)
     raise AssertionError("the job never started")
+
+
+def test_a_gpu_machine_or_the_switch_starts_no_worker(tmp_path):
+    device = tmp_path / "nvidiactl"
+    assert worker.why_not({}, (str(device),)) == ""
+    device.touch()
+    assert "GPU driver" in worker.why_not({}, (str(device),))
+    assert worker.DISABLE_ENV in worker.why_not({worker.DISABLE_ENV: "1"}, ())
+    assert worker.why_not({worker.DISABLE_ENV: "0"}, ()) == ""

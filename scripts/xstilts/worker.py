@@ -26,8 +26,8 @@ How, for a local run (``workflow.local_exec``; the Snakefile's ``onstart``):
   (downloads) never use it.
 
 ``XSTILTS_NO_WORKER=1`` switches it off for a run. Under a cluster profile no worker is started:
-jobs run on other hosts. Linux only (``SOCK_SEQPACKET``, ``fork``); elsewhere every job runs in
-its own process.
+jobs run on other hosts; nor on a machine with a GPU driver (``why_not``). Linux only
+(``SOCK_SEQPACKET``, ``fork``); elsewhere every job runs in its own process.
 
 What changes for a job: Snakemake's ``benchmark:`` files measure the job's own process tree, and
 the fork is the worker's child, not the job's: their wall-clock time (the ``s`` column, the only
@@ -99,6 +99,28 @@ _MAX_MESSAGE = 1 << 20
 def available() -> bool:
     """Whether this system can run the worker (Linux: forks and sequenced-packet Unix sockets)."""
     return sys.platform.startswith("linux") and hasattr(socket, "SOCK_SEQPACKET") and hasattr(socket, "send_fds")
+
+
+#: Device files of GPU drivers (NVIDIA, AMD ROCm): their presence means jobs may use a GPU.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
+
+
+def why_not(environ: dict[str, str] | None = None, device_files: tuple[str, ...] = GPU_DEVICE_FILES) -> str:
+    """Why a local run should not start a worker ("" when it should).
+
+    Not on a machine with a GPU driver: a process that has touched CUDA cannot fork a child that
+    uses it, and GPU jobs run for minutes, so a job's seconds of imports do not matter there. Not
+    where it cannot run (``available``), nor when ``XSTILTS_NO_WORKER`` is set.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return f"{DISABLE_ENV} is set"
+    if not available():
+        return "this system has no fork and sequenced-packet sockets (Linux only)"
+    gpus = [f for f in device_files if os.path.exists(f)]
+    if gpus:
+        return f"this machine has a GPU driver ({gpus[0]}): GPU jobs do not fork from a shared process"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
