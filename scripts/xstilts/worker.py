@@ -25,6 +25,11 @@ How, for a local run (``workflow.local_exec``; the Snakefile's ``onstart``):
   that libraries read when imported (thread counts, for example). Jobs with network access
   (downloads) never use it.
 
+Why hand-written: the standard library's ``multiprocessing`` forkserver (the same idea) forks
+only for the process that started it, while Snakemake starts each job as a program of its own;
+this module is that idea for unrelated processes, with their standard streams passed over the
+socket (``socket.send_fds``), in one module of the standard library only.
+
 ``XSTILTS_NO_WORKER=1`` switches it off for a run. Under a cluster profile no worker is started:
 jobs run on other hosts; nor on a machine with a GPU driver (``why_not``). Linux only
 (``SOCK_SEQPACKET``, ``fork``); elsewhere every job runs in its own process.
