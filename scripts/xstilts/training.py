@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -162,16 +162,15 @@ def schedule(tasks: Sequence[TaskData], seed: int, examples_cap: int | None = No
     weights = np.array([min(n, examples_cap) if examples_cap else n for n in sizes], dtype=float)
     probs = weights / weights.sum()
     task_rng = np.random.default_rng([seed, 1])
-    streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i]),
-                        t.hp.get("length_grouping", 0), lambda t=t: feature_lengths(t.train.features))
-               for i, (n, t) in enumerate(zip(sizes, tasks))]
+    streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i]), t.hp.get("length_grouping", 0),
+                        t.train.features) for i, (n, t) in enumerate(zip(sizes, tasks))]
     while True:
         i = int(task_rng.choice(len(tasks), p=probs)) if len(tasks) > 1 else 0
         yield i, [next(streams[i]) for _ in range(tasks[i].hp["grad_accum"])]
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator, grouping: int = 0,
-             lengths: Callable[[], np.ndarray] | None = None) -> Iterator[list[int]]:
+             features: Sequence[dict[str, Any]] = ()) -> Iterator[list[int]]:
     """Endless batches of example indices, a new random order each epoch.
 
     ``grouping`` > 1 (hparams ``length_grouping``) groups similar lengths, as transformers'
@@ -181,7 +180,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, grouping: int = 
     epoch in a seeded order (so a resumed run replays it); a batch pads to its longest example,
     which is now close to its shortest.
     """
-    sizes = lengths() if grouping > 1 and lengths is not None else None
+    sizes = feature_lengths(features) if grouping > 1 else None
     while True:
         order = rng.permutation(n)
         if sizes is None:

@@ -62,6 +62,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from xstilts.jobcontrol import PARENT_GONE_EXIT
+
 log = logging.getLogger(__name__)
 
 #: The worker's socket path, set in the workflow process's environment for its jobs.
@@ -91,9 +93,6 @@ THREAD_ENV = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 #: Seconds a job waits for the worker's answer before it runs in its own process instead.
 ANSWER_TIMEOUT = 300.0
-
-#: Exit status of a fork whose job process died (EX_TEMPFAIL, as jobcontrol.PARENT_GONE_EXIT).
-JOB_GONE_EXIT = 75
 
 #: True in a fork of the worker: ``delegate`` then never delegates again.
 IN_WORKER = False
@@ -183,10 +182,7 @@ def _forward_signals(pid: int) -> None:
     """Pass the signals that stop a job (Ctrl-C, Snakemake's terminate, a hang-up) to its fork."""
 
     def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+        _kill(pid, signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, forward)
@@ -470,7 +466,7 @@ def _watch_job(conn: socket.socket) -> None:
             "the job process that handed this job to the worker is gone; stopping (the last checkpoint is kept)")
         for handler in logging.getLogger().handlers:
             handler.flush()
-        os._exit(JOB_GONE_EXIT)
+        os._exit(PARENT_GONE_EXIT)  # as a job whose workflow process is gone (jobcontrol.watch_parent)
 
     threading.Thread(target=watch, name="xstilts-job-watch", daemon=True).start()
 
