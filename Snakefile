@@ -68,6 +68,7 @@ localrules:
     write_labels,
     score_run,
     make_tables,
+    make_variant_tables,
     make_figure,
     make_paper_inputs,
     make_compute_table,
@@ -96,6 +97,7 @@ rule all:
     default_target: True
     input:
         expand(rules.make_tables.output, model=MODELS),
+        expand(rules.make_variant_tables.output, model=MODELS),
         expand(rules.make_figure.output, model=MODELS),
         expand(rules.make_paper_inputs.output, model=MODELS),
         expand(rules.make_compute_table.output, model=MODELS),

@@ -175,9 +175,9 @@ def encoder_dir(wildcards):
 
 
 def intermediate_data(wildcards):
-    """Dataset folders an intermediate job trains and selects on."""
-    job = model_plan(wildcards).intermediate_job(wildcards.itask)
-    return data_dirs(s.dataset for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev)
+    """Dataset folders an intermediate job trains and selects on (a variant's translations or corpus too)."""
+    train, dev = model_plan(wildcards).intermediate_sources(wildcards.itask)
+    return data_dirs(s.dataset for s in train + dev)
 
 
 def target_data(wildcards):
@@ -224,24 +224,36 @@ def reasoning_predictions(wildcards):
     return sorted({f for e in reasoning_folders(wildcards).values() for s in e.values() for f in s.values()})
 
 
-def run_keys():
-    """(encoder, seed) of every scored run, in table order."""
-    return [(e, s) for e in PLAN.encoders for s in PLAN.seeds]
+def run_keys(encoders=None):
+    """(encoder, seed) of every scored run (of ``encoders``; default every row of the grid), in table order."""
+    return [(e, s) for e in (PLAN.encoders if encoders is None else encoders) for s in PLAN.seeds]
 
 
 def all_scores(wildcards):
     return [SCORES.format(model=wildcards.model, encoder=e, seed=s) for e, s in run_keys()]
 
 
-def target_run_keys():
-    """(encoder, training, seed) of every phase-3 run."""
-    return [(e, t, s) for e in PLAN.encoders for t in PLAN.trainings for s in PLAN.seeds]
+def matrix_scores(wildcards):
+    """Score files of the paper's matrix rows (baseline, intermediate tasks, multi-task)."""
+    return [SCORES.format(model=wildcards.model, encoder=e, seed=s) for e, s in run_keys(PLAN.matrix_encoders)]
+
+
+def variant_scores(wildcards):
+    """Score files of the variant tables: each variant row, its plain task's row and the baseline."""
+    rows = [BASELINE] + [e for v in PLAN.variants for pair in PLAN.variant_rows(v) for e in pair]
+    return [SCORES.format(model=wildcards.model, encoder=e, seed=s) for e, s in run_keys(list(dict.fromkeys(rows)))]
+
+
+def target_run_keys(encoders=None):
+    """(encoder, training, seed) of every phase-3 run (of ``encoders``; default every row)."""
+    return [(e, t, s) for e in (PLAN.encoders if encoders is None else encoders) for t in PLAN.trainings
+            for s in PLAN.seeds]
 
 
 def all_target_metrics(wildcards):
-    """Dev metrics of every phase-3 run (checkpoint selection: best intermediate task)."""
+    """Dev metrics of the matrix rows' phase-3 runs (checkpoint selection: best intermediate task)."""
     return [f"{TARGET_RUN.format(model=wildcards.model, encoder=e, training=t, seed=s)}/metrics.json"
-            for e, t, s in target_run_keys()]
+            for e, t, s in target_run_keys(PLAN.matrix_encoders)]
 
 
 def all_retrieval_details(task):
@@ -252,7 +264,7 @@ def all_retrieval_details(task):
 
 
 def retrieval_detail_keys(task):
-    return list(PLAN.encoders) if task in PLAN.targets else []
+    return list(PLAN.matrix_encoders) if task in PLAN.targets else []
 
 
 # ---------------------------------------------------------------------- workflow source files
@@ -285,14 +297,17 @@ PUBLISHED = [f"paper/published/{n}.csv" for n in ("xtreme_test", "categories", "
 
 def training_hparams(model):
     """Display name -> effective hyperparameters of every training of one model (paper table)."""
-    from xstilts.tasks import DISPLAY_NAMES
+    from xstilts.tasks import DISPLAY_NAMES, display_name
 
     plan = PLAN.for_model(model)
     jobs = {}
     if plan.exp["model"]["source"] == "pretrain":
         jobs["MLM pretraining (phase 1)"] = plan.pretrain_job()["hparams"]
     for itask in PLAN.itasks:
-        jobs[f"{DISPLAY_NAMES[itask]} (intermediate)"] = plan.intermediate_job(itask)["hparams"]
+        job = plan.intermediate_job(itask)
+        jobs[f"{display_name(itask)} (intermediate)"] = job["hparams"]
+        if job.get("variant", {}).get("name") == "mlm":
+            jobs[f"{display_name(itask)}: its LM batches"] = job["variant"]["hparams"]
     # Target trainings by what they train on: XQuAD and MLQA share the SQuAD v1.1 training.
     names = {"squad": "SQuAD v1.1 for XQuAD, MLQA"}
     for training in PLAN.trainings:
@@ -336,9 +351,11 @@ PAPER_EXTRA_SECTIONS = [
                             ("sections/models.tex", COMPARE_MODELS)]
     if active
 ]
-# Generated files \input by generated files: the per-language appendix reads each target's table.
+# Generated files \input by generated files: the per-language appendix reads each target's table,
+# generated/variants.tex each variant's table.
 PAPER_GENERATED_NAMES = sorted(set(_generated) | {f for _, files in PAPER_EXTRA_SECTIONS for f in files}
-                               | {f"tables/target_{t}.tex" for t in PLAN.targets})
+                               | {f"tables/target_{t}.tex" for t in PLAN.targets}
+                               | {f"tables/variant_{v}.tex" for v in PLAN.variants})
 
 
 def all_benchmarks(model):

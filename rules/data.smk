@@ -2,8 +2,9 @@
 
 Rules: make_demo_dataset (embedded synthetic benchmark, one job per dataset; data.source
 synthetic), download_source (a localrule, the only jobs with network access: one pinned,
-sha256-verified source) and convert_dataset (one real dataset to the same canonical files;
-data.source download), write_labels (XTREME label files of each target, the `--label_folder` of
+sha256-verified source), download_corpus (a localrule too: one language of a hub corpus, the
++MLM variant's Wikipedia shard, at a pinned commit) and convert_dataset (one real dataset to the
+same canonical files; data.source download), write_labels (XTREME label files of each target, the `--label_folder` of
 `xstilts evaluate`).
 """
 
@@ -43,11 +44,32 @@ if EXP["data"]["source"] == "download":
         script:
             "../scripts/download_source.py"
 
+    if PLAN.corpus_downloads():
+
+        rule download_corpus:
+            # One language of a hub corpus (mlm_corpus: Wikipedia's first parquet shard) at its
+            # pinned commit, every file verified against the hub's metadata (LFS sha256).
+            output:
+                directory("resources/corpus/{corpus}/{lang}"),
+            params:
+                job=lambda w: PLAN.corpus_download_job(w.corpus, w.lang),
+            wildcard_constraints:
+                corpus=_alternatives(sorted({c for c, _ in PLAN.corpus_downloads()})),
+                lang=_alternatives(sorted({lang for _, lang in PLAN.corpus_downloads()})),
+            log:
+                log_path("download_corpus", "{corpus}", "{lang}"),
+            localrule: True
+            conda:
+                CONDA_ENV
+            script:
+                "../scripts/download_corpus.py"
+
     rule convert_dataset:
         input:
             # ancient: a download is identified by its pinned checksums (in params), not by its
             # time stamp, so fetching a source again never re-converts or retrains anything.
-            raw=lambda w: [ancient(f"resources/downloads/{s}") for s in PLAN.dataset_sources(w.dataset)],
+            raw=lambda w: [ancient(f"resources/downloads/{s}") for s in PLAN.dataset_sources(w.dataset)]
+            + [ancient(f"resources/corpus/{c}/{lang}") for c, lang in PLAN.corpus_inputs(w.dataset)],
         output:
             directory(f"{DATA}/{{dataset}}"),
         params:

@@ -11,7 +11,7 @@ checksummed params), so editing them never re-runs training or scoring.
 
 rule make_paper_inputs:
     input:
-        scores=all_scores,
+        scores=matrix_scores,
         target_metrics=all_target_metrics,
         bucc_details=all_retrieval_details("bucc2018"),
         data=data_dirs(PLAN.datasets()),
@@ -31,9 +31,9 @@ rule make_paper_inputs:
         data_root=lambda w, input: os.path.dirname(input.data[0]),
         layout={d: PLAN.layout(d) for d in PLAN.datasets()},
         jobs=lambda w: training_hparams(w.model),
-        target_runs=target_run_keys(),
+        target_runs=target_run_keys(PLAN.matrix_encoders),
         bucc_encoders=retrieval_detail_keys("bucc2018"),
-        encoders=PLAN.encoders,
+        encoders=PLAN.matrix_encoders,
         targets=PLAN.targets,
         seeds=PLAN.seeds,
         intermediate=PLAN.intermediate_tasks,

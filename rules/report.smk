@@ -1,7 +1,8 @@
 """Scores, tables and figures: cheap presentation steps, separate from training.
 
 Rules: score_run (XTREME scorer over one run's predictions: an encoder and a seed),
-make_tables (matrix, deltas, per-target tables as CSV/Markdown/LaTeX), make_figure (heatmap).
+make_tables (matrix, deltas, per-target tables as CSV/Markdown/LaTeX), make_variant_tables (each
+variant beside its plain tasks, and the paper's generated Variants text), make_figure (heatmap).
 """
 
 
@@ -28,7 +29,7 @@ rule score_run:
 
 rule make_tables:
     input:
-        scores=all_scores,
+        scores=matrix_scores,
     output:
         matrix=[
             report(f"{TABLES}/matrix.csv", caption="../paper/report/matrix.rst", category="Tables"),
@@ -44,7 +45,7 @@ rule make_tables:
         provenance=f"{TABLES}/provenance.json",
     params:
         code=code_version("make_tables"),
-        encoders=PLAN.encoders,
+        encoders=PLAN.matrix_encoders,
         targets=PLAN.targets,
         seeds=PLAN.seeds,
         preset=EXP["preset"],
@@ -59,6 +60,31 @@ rule make_tables:
         CONDA_ENV
     script:
         "../scripts/make_tables.py"
+
+
+rule make_variant_tables:
+    input:
+        scores=variant_scores,
+    output:
+        tables=[f"{TABLES}/variant_{v}{ext}" for v in PLAN.variants for ext in (".csv", ".md", ".tex")],
+        # The paper's Variants section \inputs it (a sentence saying so when the grid has no variant).
+        tex=f"{PAPER}/generated/variants.tex",
+    params:
+        code=code_version("make_variant_tables"),
+        variants={v: [list(row) for row in PLAN.variant_rows(v)] for v in PLAN.variants},
+        targets=PLAN.targets,
+        seeds=PLAN.seeds,
+        tables_dir=lambda w: for_model(TABLES, w.model),
+        captions=workflow_files(CAPTIONS),
+    log:
+        log_path("make_variant_tables", "{model}"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/make_variant_tables.py"
 
 
 rule make_figure:

@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 class Shape:
     """What the cost model needs of an architecture: non-embedding parameters, layers, hidden size."""
 
-    def __init__(self, params: float, layers: int, hidden: int):
-        self.params, self.layers, self.hidden = params, layers, hidden
+    def __init__(self, params: float, layers: int, hidden: int, vocab: int = 250002):
+        self.params, self.layers, self.hidden, self.vocab = params, layers, hidden, vocab
 
     @classmethod
-    def encoder(cls, layers: int, hidden: int, ffn: int) -> "Shape":
+    def encoder(cls, layers: int, hidden: int, ffn: int, vocab: int = 250002) -> "Shape":
         """A BERT-style block: four attention projections and a two-matrix feed-forward."""
-        return cls(layers * (4 * hidden * hidden + 2 * hidden * ffn), layers, hidden)
+        return cls(layers * (4 * hidden * hidden + 2 * hidden * ffn), layers, hidden, vocab)
 
 
 #: Hub models by repository id. XLM-R Large: paper.md section 3.1. The others from their hub
@@ -54,11 +54,11 @@ class Shape:
 #: parameters (24 layers, hidden 896); Llama-3.2-1B 1.24B parameters less its 128,256 x 2,048
 #: embedding (16 layers, hidden 2048).
 HUB_SHAPES = {
-    "FacebookAI/xlm-roberta-large": Shape.encoder(24, 1024, 4096),
-    "microsoft/mdeberta-v3-base": Shape.encoder(12, 768, 3072),
-    "bigscience/bloom-560m": Shape.encoder(24, 1024, 4096),
-    "Qwen/Qwen2.5-0.5B": Shape(0.36e9, 24, 896),
-    "meta-llama/Llama-3.2-1B": Shape(1.24e9 - 128256 * 2048, 16, 2048),
+    "FacebookAI/xlm-roberta-large": Shape.encoder(24, 1024, 4096, 250002),
+    "microsoft/mdeberta-v3-base": Shape.encoder(12, 768, 3072, 250105),
+    "bigscience/bloom-560m": Shape.encoder(24, 1024, 4096, 250880),
+    "Qwen/Qwen2.5-0.5B": Shape(0.36e9, 24, 896, 151936),
+    "meta-llama/Llama-3.2-1B": Shape(1.24e9 - 128256 * 2048, 16, 2048, 128256),
 }
 
 
@@ -66,7 +66,7 @@ def model_shape(model: dict) -> Shape:
     """The shape of one model of the grid (a resolved ``models`` entry)."""
     if model["source"] == "pretrain":
         p = model["pretrain"]
-        return Shape.encoder(p["num_hidden_layers"], p["hidden_size"], p["intermediate_size"])
+        return Shape.encoder(p["num_hidden_layers"], p["hidden_size"], p["intermediate_size"], p["vocab_size"])
     repo = model["hub"]["id"]
     if repo not in HUB_SHAPES:
         raise SystemExit(f"estimate_grid: no shape for hub model {repo!r}; add its non-embedding parameters, "
@@ -85,6 +85,8 @@ DEFAULT_INFER_FLOOR_MS = 12.0
 # recorded in the legacy Hugging Face dataset_infos.json files (huggingface/datasets@d7dfbc83),
 # summed over XTREME's languages for test sets. [R] marks a number from memory (CCGbank sections,
 # the TyDiQA English share, BUCC's full corpora), to check against a first run's conversion logs.
+#: The translations (XNLI-MT, MLQA translate-train) have their English set's examples per language;
+#: the +MLM variant's corpus, ``sentences_per_language`` per language (from the config).
 TRAIN = {"anli_r1": 16946, "anli_r2": 45460, "anli_r3": 100459, "mnli": 392702, "snli": 549367,
          "qqp": 363846, "squad_v1": 87599, "squad_v2": 130319, "hellaswag": 39905, "cosmosqa": 25262,
          "commonsenseqa": 9741, "ccg": 39604,  # [R] CCGbank sections 02-21
@@ -108,6 +110,8 @@ TOKENS = {"anli_r1": 110, "anli_r2": 110, "anli_r3": 110, "mnli": 55, "snli": 35
           "hellaswag": 4 * 70, "cosmosqa": 4 * 130, "commonsenseqa": 5 * 30, "ccg": 40, "udpos": 35,
           "panx": 20, "siqa": 3 * 40, "copa": 2 * 30, "xcopa": 2 * 35}
 RETRIEVAL_TOKENS = 40
+TOKENS.update(mnli_mt=TOKENS["mnli"], squad_v1_mt=TOKENS["squad_v1"])
+TRAIN.update(mnli_mt=TRAIN["mnli"], squad_v1_mt=TRAIN["squad_v1"])
 
 
 def forward_flops(tokens: float, seq: float, shape: Shape) -> float:
@@ -137,6 +141,13 @@ class Cost:
         return micro * max(3 * forward_flops(batch * TOKENS[dataset], _seq(dataset), self.shape) / self.flops_per_s,
                            self.train_floor)
 
+    def train_lm(self, steps: float, hp: dict) -> float:
+        """Language-modelling steps of the +MLM variant: full blocks of max_seq_length tokens,
+        and the LM head's vocabulary projection at every position (not only the masked ones)."""
+        tokens = hp["batch_size"] * hp["max_seq_length"]
+        flops = forward_flops(tokens, hp["max_seq_length"], self.shape) + 2 * tokens * self.shape.vocab * self.shape.hidden
+        return steps * hp["grad_accum"] * max(3 * flops / self.flops_per_s, self.train_floor)
+
     def infer(self, dataset: str, examples: float, batch: int) -> float:
         micro = math.ceil(examples / batch)
         return micro * max(forward_flops(batch * TOKENS[dataset], _seq(dataset), self.shape) / self.flops_per_s,
@@ -165,13 +176,21 @@ def job_hours(exp: dict, cost: Cost) -> dict[str, float]:
     hours: dict[str, float] = {}
     for itask in plan.itasks:
         seconds = 0.0
-        for name in plan.multitask_members() if itask == MULTITASK else [itask]:
-            task = INTERMEDIATE_TASKS[name]
-            hp = hparams_for(exp, "intermediate", name)
+        job = plan.intermediate_job(itask)
+        variant = job.get("variant")
+        for name in job["tasks"]:
+            hp = job["task_hparams"][name]
             if itask == MULTITASK:  # each task's batch and length, the mix's epochs and cadence
                 mix = hparams_for(exp, "intermediate", None)
                 hp = {**hp, **{k: mix[k] for k in ("epochs", "eval_every_steps", "eval_max_examples")}}
-            seconds += training_seconds(cost, [s.dataset for s in task.train], [s.dataset for s in task.dev], hp)
+            task = INTERMEDIATE_TASKS[name]
+            train, dev = [s.dataset for s in task.train], [s.dataset for s in task.dev]
+            if variant is not None:  # a translated row trains on its translations (one set per language)
+                train = [d for d, _, _ in variant["train"]]
+            seconds += training_seconds(cost, train, dev, hp)
+            if variant is not None and variant["name"] == "mlm":
+                own = hp["epochs"] * math.ceil(sum(TRAIN[d] for d in train) / (hp["batch_size"] * hp["grad_accum"]))
+                seconds += cost.train_lm(own * variant["share"] / (1 - variant["share"]), variant["hparams"])
         hours[f"finetune_intermediate/{itask}"] = seconds / 3600
     for training in plan.trainings:
         task = TARGET_TRAININGS[training]
@@ -225,6 +244,7 @@ def job_counts(exp: dict) -> dict[str, int]:
     counts: dict[str, int] = {}
     if exp["data"]["source"] == "download":
         counts["download_source"] = len(plan.download_sources())
+        counts["download_corpus"] = len(plan.corpus_downloads())
         counts["convert_dataset"] = len(plan.datasets())
     else:
         counts["make_demo_dataset"] = len(plan.datasets())
@@ -241,7 +261,7 @@ def job_counts(exp: dict) -> dict[str, int]:
         "mine_bucc": encoders if "bucc2018" in plan.targets else 0,
         "search_tatoeba": encoders if "tatoeba" in plan.targets else 0,
         "score_run": encoders * len(plan.seeds),
-        "make_tables": models, "make_figure": models, "all": 1,
+        "make_tables": models, "make_figure": models, "make_variant_tables": models if plan.variants else 0, "all": 1,
     })
     counts = {k: v for k, v in counts.items() if v}
     counts["total"] = sum(counts.values())

@@ -6,7 +6,9 @@ Files. ``/files/<name>`` serves the bytes registered with ``add_file`` (with Ran
 
 Hub. ``add_model`` registers a repository at one commit; the server answers the endpoints
 ``huggingface_hub`` (2.x) calls for ``HfApi().model_info(..., files_metadata=True)`` and
-``snapshot_download(..., revision=<commit>, local_dir=...)``:
+``snapshot_download(..., revision=<commit>, local_dir=...)``. ``add_dataset`` does the same for a
+dataset repository (``HfApi().dataset_info``, ``snapshot_download(..., repo_type="dataset")``),
+answered on the same endpoints under ``/api/datasets/`` and ``/datasets/<repo>/resolve/``:
 
 * ``GET /api/models/<repo>/revision/<commit>?blobs=True``: the model info with ``siblings``
   (``rfilename``, ``size``, ``blobId`` and, for LFS files, ``lfs`` {size, sha256, pointerSize});
@@ -16,8 +18,10 @@ Hub. ``add_model`` registers a repository at one commit; the server answers the 
   sends: ``X-Repo-Commit``, ``ETag`` (the git blob id, or the LFS sha256 with ``X-Linked-Etag``
   and ``X-Linked-Size`` for LFS files).
 
-Weights (``*.safetensors``) are served as LFS files, everything else as plain git blobs, as on
-the hub. Point ``HF_ENDPOINT`` at ``url`` to use it. Every request is recorded (``requests``).
+Weights (``*.safetensors``, ``*.bin``) and ``*.parquet`` files are served as LFS files,
+everything else as plain git blobs, as on the hub. A file named in ``corrupt`` is served with
+its last byte flipped (same size, true metadata), as a damaged transfer. Point ``HF_ENDPOINT``
+at ``url`` to use it. Every request is recorded (``requests``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def git_blob_id(data: bytes) -> str:
 
 
 def _is_lfs(name: str) -> bool:
-    return name.endswith((".safetensors", ".bin"))
+    return name.endswith((".safetensors", ".bin", ".parquet"))
 
 
 class Server:
@@ -44,6 +48,9 @@ class Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.models: dict[str, tuple[str, dict[str, bytes]]] = {}
+        self.datasets: dict[str, tuple[str, dict[str, bytes]]] = {}
+        #: Files (repository path) served with one byte flipped; the metadata stays the true one.
+        self.corrupt: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -59,6 +66,13 @@ class Server:
         folder = Path(folder)
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
         self.models[repo_id] = (commit, files)
+        return files
+
+    def add_dataset(self, repo_id: str, commit: str, folder: str | Path) -> dict[str, bytes]:
+        """Serve every file of ``folder`` as dataset repository ``repo_id`` at ``commit``."""
+        folder = Path(folder)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        self.datasets[repo_id] = (commit, files)
         return files
 
     def gets(self, path: str) -> int:
@@ -103,9 +117,13 @@ class Server:
         if path.startswith("/files/") and path[len("/files/"):] in self.files:
             return self._send_bytes(h, self.files[path[len("/files/"):]], {}, head)
         if path.startswith("/api/models/"):
-            return self._api(h, path[len("/api/models/"):], head)
-        for repo_id, (commit, files) in self.models.items():
-            prefix = f"/{repo_id}/resolve/"
+            return self._api(h, path[len("/api/models/"):], head, self.models)
+        if path.startswith("/api/datasets/"):
+            return self._api(h, path[len("/api/datasets/"):], head, self.datasets)
+        repos = [(f"/{r}", c, f) for r, (c, f) in self.models.items()]
+        repos += [(f"/datasets/{r}", c, f) for r, (c, f) in self.datasets.items()]
+        for base, commit, files in repos:
+            prefix = f"{base}/resolve/"
             if path.startswith(prefix):
                 revision, _, name = path[len(prefix):].partition("/")
                 if revision != commit or name not in files:
@@ -118,6 +136,8 @@ class Server:
                                     "X-Linked-Size": str(len(data))})
                 else:
                     headers["ETag"] = f'"{git_blob_id(data)}"'
+                if name in self.corrupt:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
                 return self._send_bytes(h, data, headers, head)
         return self._error(h, 404, "RepoNotFound")
 
@@ -126,8 +146,9 @@ class Server:
         return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
                 f"size {len(data)}\n").encode()
 
-    def _api(self, h: BaseHTTPRequestHandler, rest: str, head: bool) -> None:
-        for repo_id, (commit, files) in self.models.items():
+    def _api(self, h: BaseHTTPRequestHandler, rest: str, head: bool,
+             repos: dict[str, tuple[str, dict[str, bytes]]]) -> None:
+        for repo_id, (commit, files) in repos.items():
             if not rest.startswith(repo_id + "/"):
                 continue
             kind, _, tail = rest[len(repo_id) + 1:].partition("/")
@@ -143,9 +164,11 @@ class Server:
                         entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                                         "pointerSize": len(self._pointer(data))}
                     siblings.append(entry)
-                body = {"_id": repo_id, "id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
+                body = {"_id": repo_id, "id": repo_id, "sha": commit, "private": False,
                         "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
                         "lastModified": "2024-01-01T00:00:00.000Z", "siblings": siblings}
+                if repos is self.models:
+                    body["modelId"] = repo_id
                 return self._send_json(h, body, head)
             if kind == "tree":
                 entries = []

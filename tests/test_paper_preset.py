@@ -16,15 +16,22 @@ from xstilts.plan import Plan
 
 # The grid of paper.md, written out independently of the registry and the planner.
 INTERMEDIATE = ["anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa"]
-ENCODERS = 1 + len(INTERMEDIATE) + 1                    # baseline + nine tasks + multi-task = 11
+MATRIX = 1 + len(INTERMEDIATE) + 1                      # baseline + nine tasks + multi-task = 11
+# The variants (README "Variants"): +MLM for MNLI, SQuAD v1.1, HellaSwag; translated MNLI, SQuAD v1.1.
+VARIANTS = ["mnli+mlm", "squad_v1+mlm", "hellaswag+mlm", "mnli-translated", "squad_v1-translated"]
+ENCODERS = MATRIX + len(VARIANTS)                       # 16 rows, each with phase 3 and retrieval
 # XTREME's seven trained targets and XTREME-R's XCOPA (trained on SIQA then COPA, one job).
 TRAINED_TARGETS = ["xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "xcopa"]
 TRAININGS = len(TRAINED_TARGETS) - 1                    # XQuAD and MLQA share one SQuAD v1.1 training
 SEEDS = 3
 DATASETS = ["anli_r1", "anli_r2", "anli_r3", "snli", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag",
             "cosmosqa", "commonsenseqa", "ccg", "xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa",
-            "bucc2018", "tatoeba", "siqa", "copa", "xcopa"]
-DOWNLOADS = len(DATASETS) - 3 + 1 - 1                   # ANLI R1-R3 share one archive; CCGbank is manual
+            "bucc2018", "tatoeba", "siqa", "copa", "xcopa", "mnli_mt", "squad_v1_mt", "mlm_corpus"]
+# ANLI R1-R3 share one archive; CCGbank is manual; the corpus comes from the hub (download_corpus).
+DOWNLOADS = len(DATASETS) - 3 + 1 - 1 - 1
+#: The corpus: English and every language a target evaluates (XTREME's 40, XCOPA's ht, qu), one
+#: Wikipedia shard each.
+CORPUS_LANGUAGES = 42
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +45,7 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "preset=paper").stdout)
     expected = {
         "download_source": DOWNLOADS,
+        "download_corpus": CORPUS_LANGUAGES,
         "convert_dataset": len(DATASETS),
         "download_model": 1,
         "prepare_model": 1,
@@ -51,8 +59,9 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
     }
     # Presentation rules (tables, figures, paper) may be added without changing the grid.
     assert {rule: counts.get(rule) for rule in expected} == expected
-    assert counts["finetune_target"] == 231 and sum(expected.values()) == 364
-    assert counts["predict_target"] == 231  # one prediction job per fine-tuned model
+    assert counts["finetune_target"] == 336 and sum(expected.values()) == 551
+    assert counts["predict_target"] == 336  # one prediction job per fine-tuned model
+    assert counts["make_variant_tables"] == 1
     # The reasoning analysis (XNLI and XCOPA) is part of the paper grid.
     assert counts["bootstrap_reasoning_gains"] == counts["make_reasoning_section"] == 1
     assert not (tmp_path / "resources").exists()  # a dry run downloads nothing
@@ -61,7 +70,8 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
 def test_estimate_script_counts_the_same_jobs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate_grid.py")], capture_output=True,
                           text=True, check=True)
-    assert "| `finetune_target` | 231 |" in proc.stdout and "| `convert_dataset` | 24 |" in proc.stdout
+    assert "| `finetune_target` | 336 |" in proc.stdout and "| `convert_dataset` | 27 |" in proc.stdout
+    assert "| `download_corpus` | 42 |" in proc.stdout and "| `finetune_intermediate/mnli-translated` |" in proc.stdout
     assert "GPU-hours" in proc.stdout
 
 
@@ -75,7 +85,10 @@ def test_every_xtreme_language_of_every_target(paper):
     assert len(plan.convert_job("tatoeba")["layout"]["test"]) == 36
     assert plan.convert_job("tydiqa")["layout"] == {"train": ["en"], "dev": ["en"],
                                                     "test": XTREME_TASK2LANGS["tydiqa"]}
-    assert "mlm_corpus" not in plan.datasets()
+    # The +MLM rows' corpus: every language the grid evaluates, and English.
+    assert plan.convert_job("mlm_corpus")["layout"]["train"] == plan.corpus_languages()
+    assert len(plan.corpus_languages()) == CORPUS_LANGUAGES
+    assert plan.encoders[MATRIX:] == VARIANTS
 
 
 def test_hyperparameters_follow_the_paper(paper):

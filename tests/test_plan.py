@@ -11,8 +11,11 @@ from xstilts.tasks import DATASETS
 
 def test_demo_grid_shape(demo_exp):
     plan = Plan(demo_exp)
-    assert plan.encoders == ["baseline", "anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg",
-                             "cosmosqa", "commonsenseqa", "multitask"]
+    assert plan.matrix_encoders == ["baseline", "anli_plus", "mnli", "qqp", "squad_v1", "squad_v2", "hellaswag", "ccg",
+                                    "cosmosqa", "commonsenseqa", "multitask"]
+    # The variant rows come after the matrix's and get every target like them.
+    assert plan.encoders == [*plan.matrix_encoders, "mnli+mlm", "mnli-translated"]
+    assert plan.itasks == [*plan.matrix_encoders[1:], "mnli+mlm", "mnli-translated"]
     # SQuAD v1.1 training serves XQuAD and MLQA: 7 trainings for 8 trained targets (XCOPA included)
     assert plan.trainings == ["xnli", "pawsx", "udpos", "panx", "squad", "tydiqa", "xcopa"]
     assert plan.served("squad") == ["xquad", "mlqa"]
@@ -55,8 +58,10 @@ def test_layout_and_sizes(raw_config, demo_exp):
     assert plan.datasets() == ["anli_r1", "anli_r2", "anli_r3", "snli", "mnli", "qqp", "squad_v1", "squad_v2",
                                "hellaswag", "cosmosqa", "commonsenseqa", "ccg", "siqa", "copa", "xnli", "pawsx",
                                "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba", "xcopa",
-                               "mlm_corpus"]
-    assert list(DATASETS) == plan.datasets()  # the demo reads every registered dataset
+                               "mnli_mt", "mlm_corpus"]
+    # The demo reads every registered dataset but SQuAD's translation (its translated variant
+    # is MNLI's alone; tests/test_synthetic.py generates squad_v1_mt).
+    assert [d for d in DATASETS if d != "squad_v1_mt"] == plan.datasets()
 
 
 def test_selection_sources(raw_config):
@@ -125,3 +130,60 @@ def test_keep_models_defaults_to_true_and_the_paper_preset_drops_them(raw_config
     assert Plan(resolve(config)).keep_models is False
     del config["presets"]["paper"]["targets"]["keep_models"]
     assert Plan(resolve(config)).keep_models is True
+
+
+def test_variant_rows_sources_and_jobs(demo_exp):
+    plan = Plan(demo_exp).for_model("xlmr-demo")
+    assert plan.variants == ["mlm", "translated"]
+    assert plan.variant_rows("mlm") == [("mnli+mlm", "mnli")]
+    assert plan.variant_rows("translated") == [("mnli-translated", "mnli")]
+    # Translated: the English original plus MNLI's translations into the demo's XNLI languages,
+    # selected on MNLI's English dev as the plain row.
+    train, dev = plan.intermediate_sources("mnli-translated")
+    assert [(s.dataset, s.lang) for s in train] == [("mnli", "en")] + [
+        ("mnli_mt", lang) for lang in ["ar", "de", "es", "fr", "ru", "zh"]]
+    assert [(s.dataset, s.split, s.lang) for s in dev] == [("mnli", "dev", "en")]
+    job = plan.intermediate_job("mnli-translated")
+    assert job["tasks"] == ["mnli"] and job["variant"]["name"] == "translated"
+    assert job["hparams"]["learning_rate"] == 1.0e-3  # the variant's own override (config.yaml)
+    assert plan.intermediate_job("mnli")["hparams"]["learning_rate"] == 2.0e-3
+    assert "variant" not in plan.intermediate_job("mnli")  # plain jobs' params are unchanged
+    # +MLM: MNLI's own sources, the corpus in every corpus language, the task selecting.
+    train, _ = plan.intermediate_sources("mnli+mlm")
+    assert {s.dataset for s in train} == {"mnli", "mlm_corpus"}
+    mlm = plan.intermediate_job("mnli+mlm")["variant"]
+    assert mlm["share"] == 0.5 and mlm["selection"] == "task"
+    assert mlm["languages"] == plan.corpus_languages()
+    assert "mnli_mt" in plan.datasets() and "mlm_corpus" in plan.datasets()
+    # A translation is generated with exactly the examples of the dataset it translates.
+    assert plan.synthetic_sizes("mnli_mt") == {"train": plan.synthetic_sizes("mnli")["train"]}
+
+
+def test_variant_options(raw_config):
+    config = copy.deepcopy(raw_config)
+    config["intermediate"] = {"variants": {"translated": {"tasks": ["mnli"], "languages": ["de", "zh"],
+                                                          "include_english": False},
+                                           "mlm": {"tasks": [], "languages": ["en", "de"]}}}
+    plan = Plan(resolve(config))
+    assert plan.variants == ["translated"]
+    assert "mnli+mlm" not in plan.encoders
+    train, _ = plan.intermediate_sources("mnli-translated")
+    assert [(s.dataset, s.lang) for s in train] == [("mnli_mt", "de"), ("mnli_mt", "zh")]
+    assert plan.mlm_languages() == ["de", "en"]
+
+
+def test_variant_config_errors(raw_config):
+    import pytest
+
+    from xstilts.config import ConfigError
+
+    config = copy.deepcopy(raw_config)
+    config["intermediate"] = {"tasks": ["qqp", "squad_v1"], "variants": {"mlm": {"tasks": ["mnli"]}}}
+    with pytest.raises(ConfigError, match=r"variants.mlm.tasks: mnli is not in intermediate.tasks"):
+        resolve(config)
+    config["intermediate"] = {"variants": {"translated": {"tasks": ["qqp"]}}}
+    with pytest.raises(ConfigError, match=r"qqp"):
+        resolve(config)  # no public translation of QQP: the schema's enum refuses it
+    config["intermediate"] = {"variants": {"translated": {"tasks": ["mnli"], "languages": ["ko"]}}}
+    with pytest.raises(ConfigError, match=r"ko has no translation of mnli"):
+        resolve(config)

@@ -17,6 +17,7 @@ from xstilts.tasks import (
     TARGET_TASKS,
     TARGET_TRAININGS,
     TRAINING_RECIPES,
+    TRANSLATIONS,
     XTREME_TARGETS,
 )
 
@@ -31,8 +32,13 @@ def _experiment(*path: str):
 
 
 LISTS = [
+    # A translation has its source's examples, so its size is the source's (Plan.synthetic_sizes).
     ("data.synthetic.sizes (names)", _experiment("data", "synthetic", "sizes")["propertyNames"]["enum"],
-     ["default", *DATASETS]),
+     ["default", *(d for d in DATASETS if not DATASETS[d].translation_of)]),
+    ("intermediate.variants.mlm.tasks", _experiment("intermediate", "variants", "mlm", "tasks")["items"]["enum"],
+     list(INTERMEDIATE_TASKS)),
+    ("intermediate.variants.translated.tasks",
+     _experiment("intermediate", "variants", "translated", "tasks")["items"]["enum"], list(TRANSLATIONS)),
     ("intermediate.tasks", _experiment("intermediate", "tasks")["items"]["enum"], list(INTERMEDIATE_TASKS)),
     ("intermediate.tasks (default)", _experiment("intermediate", "tasks")["default"], list(INTERMEDIATE_TASKS)),
     ("intermediate.task_hparams (names)", _experiment("intermediate", "task_hparams")["propertyNames"]["enum"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xstilts import formats, synthetic
-from xstilts.plan import Plan
+from xstilts.plan import INTERMEDIATE_TRAINING_DATASETS, Plan
 from xstilts.tasks import DATASETS
 
 LANGS = ["en", "de", "ru", "zh", "ko", "ar"]
@@ -65,7 +65,11 @@ def test_every_file_validates_against_its_format(bench):
                 files = formats.data_files(bench, name, lang, split)
                 if "records" in files:
                     records = formats.read_dataset(bench, name, lang, split)
-                    assert len(records) == 40, (name, lang, split)
+                    if split == "train" and (ds.translation_of or name in INTERMEDIATE_TRAINING_DATASETS):
+                        # Less chance repeats of a target's evaluation examples (the leakage test).
+                        assert 36 <= len(records) <= 40, (name, lang, split)
+                    else:
+                        assert len(records) == 40, (name, lang, split)
                 else:
                     for path in files.values():
                         assert Path(path).stat().st_size > 0
@@ -144,3 +148,60 @@ def test_demo_data_job_generates_its_layout(tmp_path, demo_exp):
     written = pipeline.make_demo_dataset(job, tmp_path)
     assert len(written) == sum(len(langs) for langs in job["layout"].values())
     assert json.loads((tmp_path / "pawsx/en/train.jsonl").read_text().splitlines()[0])["label"] in ("0", "1")
+
+
+def test_translations_are_the_english_examples_rendered_in_each_language(bench):
+    english = {r["id"].rsplit("-", 1)[1]: r for r in formats.read_dataset(bench, "mnli", "en", "train")}
+    for lang in ["de", "ru", "zh", "ar"]:
+        translated = formats.read_dataset(bench, "mnli_mt", lang, "train")
+        # The English examples (matched by index), less at most a few chance repeats of evaluation text.
+        assert len(translated) >= 36
+        for t in translated:
+            assert t["id"].startswith(f"mnli_mt-{lang}-train-")
+            e = english[t["id"].rsplit("-", 1)[1]]
+            assert t["label"] == e["label"] and t["sentence2"] != e["sentence2"]
+            # Numbers are the shared anchors a translation keeps.
+            assert [w for w in t["sentence1"].split() if w.isdigit()] == [w for w in e["sentence1"].split() if w.isdigit()]
+    squad = formats.read_dataset(bench, "squad_v1", "en", "train")
+    for lang in ["de", "ar", "zh"]:
+        translated = formats.read_dataset(bench, "squad_v1_mt", lang, "train")
+        assert len(translated) == len(squad)
+        for t in translated:
+            for text, start in zip(t["answers"]["text"], t["answers"]["answer_start"]):
+                assert t["context"][start:start + len(text)] == text
+
+
+def test_translation_noise_leaves_that_share_of_content_words_in_english(tmp_path):
+    rate = 0.3
+    spec = synthetic.SyntheticSpec(seed=5, layout={"mnli_mt": {"train": ["de"]}, "squad_v1_mt": {"train": ["de"]}},
+                                   sizes={"mnli_mt": {"train": 300}, "squad_v1_mt": {"train": 100}})
+    clean_root, noisy_root = tmp_path / "clean", tmp_path / "noisy"
+    synthetic.generate(spec, clean_root)
+    synthetic.generate(synthetic.SyntheticSpec(**{**spec.__dict__, "translation_noise": rate}), noisy_root)
+    lexicon = synthetic._lexicon(5, "de")
+    content = {lexicon[w]: w for w in synthetic.CONTENT_WORDS if w in lexicon}
+    clean = formats.read_dataset(clean_root, "mnli_mt", "de", "train")
+    noisy = formats.read_dataset(noisy_root, "mnli_mt", "de", "train")
+    changed = total = 0
+    for c, n in zip(clean, noisy):
+        assert c["label"] == n["label"]
+        for key in ("sentence1", "sentence2"):
+            for cw, nw in zip(c[key].split(" "), n[key].split(" ")):
+                if cw in content:
+                    total += 1
+                    changed += nw == content[cw]  # left in English
+                else:
+                    assert cw == nw  # names, numbers and function words untouched
+    assert total > 500 and abs(changed / total - rate) < 0.05
+    # Span QA: only questions are noised, so every answer still sits at its offset.
+    for record in formats.read_dataset(noisy_root, "squad_v1_mt", "de", "train"):
+        for text, start in zip(record["answers"]["text"], record["answers"]["answer_start"]):
+            assert record["context"][start:start + len(text)] == text
+
+
+def test_no_target_evaluation_example_is_in_any_intermediate_training_set(bench):
+    """Leakage: intermediate training data, translations included, holds no target dev/test text."""
+    from xstilts.leakage import overlap
+
+    found = overlap(bench)
+    assert found == {}

@@ -68,8 +68,8 @@ def test_lint_reports_nothing():
 
 def test_dry_run_of_the_demo_grid(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path)).stdout)
-    encoders = 1 + len(INTERMEDIATE_TASKS) + 1  # baseline, nine tasks, multi-task
-    assert encoders == 11
+    encoders = 1 + len(INTERMEDIATE_TASKS) + 1 + 2  # baseline, nine tasks, multi-task, mnli+mlm, mnli-translated
+    assert encoders == 13
     models = 2  # xlmr-demo and qwen2-demo: every model job twice, the data once
     per_model = {
         "train_tokenizer": 1,
@@ -83,23 +83,25 @@ def test_dry_run_of_the_demo_grid(tmp_path):
         "score_run": encoders,
         "make_tables": 1,
         "make_figure": 1,
+        "make_variant_tables": 1,
         # The reasoning analysis (rules/reasoning.smk): XNLI and XCOPA, XCOPA trained above.
         "bootstrap_reasoning_gains": 1,
         "make_reasoning_figure": 1,
         "make_reasoning_section": 1,
         **PAPER_JOBS,
     }
-    shared = {"make_demo_dataset": len(DATASETS), "write_labels": len(TARGET_TASKS), "make_model_comparison": 1, "all": 1}
+    # Every dataset but SQuAD's translation (the demo translates MNLI only).
+    shared = {"make_demo_dataset": len(DATASETS) - 1, "write_labels": len(TARGET_TASKS), "make_model_comparison": 1, "all": 1}
     expected = {**shared, **{rule: models * n for rule, n in per_model.items()}}
     assert counts == {**expected, "total": sum(expected.values())}
-    assert sum(expected.values()) == 25 + 10 + 1 + 1 + models * (2 + 10 + 2 * 77 + 3 * 11 + 11 + 2 + 3 + len(PAPER_JOBS))
+    assert sum(expected.values()) == 26 + 10 + 1 + 1 + models * (2 + 12 + 2 * 91 + 3 * 13 + 13 + 3 + 3 + len(PAPER_JOBS))
 
 
 def test_more_seeds_multiply_only_phase_3(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--config", "seeds=[0,1,2]").stdout)
-    assert counts["finetune_target"] == counts["predict_target"] == 2 * 11 * 7 * 3
-    assert counts["score_run"] == 2 * 11 * 3
-    assert counts["finetune_intermediate"] == 2 * 10 and counts["embed_sentences"] == 2 * 11
+    assert counts["finetune_target"] == counts["predict_target"] == 2 * 13 * 7 * 3
+    assert counts["score_run"] == 2 * 13 * 3
+    assert counts["finetune_intermediate"] == 2 * 12 and counts["embed_sentences"] == 2 * 13
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -188,6 +190,33 @@ def test_tables_are_complete_and_finite(smoke_runs):
 
 
 @pytest.mark.workflow
+def test_the_variant_rows_train_score_and_fill_their_tables(smoke_runs):
+    run = smoke_runs[0]
+    # +MLM: one run of MNLI and the LM task (its pretrained head); MNLI's dev alone selected.
+    mlm = json.loads((run / f"{RUN}/intermediate/xlmr-smoke/mnli+mlm/metrics.json").read_text())
+    history = mlm["result"]["history"]
+    assert {"mnli", "mlm"} <= set(history[-1]["dev"])
+    assert [h["dev_score"] for h in history] == [h["dev"]["mnli"]["score"] for h in history]
+    assert any("mlm_corpus/de/train.txt" in p for p in mlm["inputs"])
+    # Translated: MNLI's translations into the smoke languages, and the English original.
+    translated = json.loads((run / f"{RUN}/intermediate/xlmr-smoke/mnli-translated/metrics.json").read_text())
+    assert sorted(p.split("/data/")[1] for p in translated["inputs"] if "/data/" in p) == [
+        "mnli/en/dev.jsonl", "mnli/en/train.jsonl", "mnli_mt/de/train.jsonl", "mnli_mt/ru/train.jsonl",
+        "mnli_mt/zh/train.jsonl"]
+    # Each variant row is scored on every target like the matrix's rows, and tabled beside its task.
+    for variant, row in (("mlm", "mnli+mlm"), ("translated", "mnli-translated")):
+        scores = json.loads((run / f"{RUN}/scores/xlmr-smoke/{row}/seed0.json").read_text())["scores"]
+        assert set(scores) == {"xnli", "udpos", "xquad", "bucc2018", "tatoeba"}
+        table = pd.read_csv(run / f"{TABLES}/variant_{variant}.csv", index_col=0)
+        assert list(table.index) == ["mnli", row]
+        avg = pd.read_csv(run / f"{TABLES}/matrix.csv", index_col=0).loc["mnli", "avg"]
+        assert table.loc["mnli", "avg"] == pytest.approx(avg, abs=5e-5)  # matrix.csv has 4 decimals
+        assert table.loc[row, "gain_over_task"] == pytest.approx(table.loc[row, "avg"] - avg)
+    body = (run / f"{PAPER}/generated/variants.tex").read_text()
+    assert "\\input{tables/variant_mlm.tex}" in body and "\\input{tables/variant_translated.tex}" in body
+
+
+@pytest.mark.workflow
 def test_xnli_english_dev_is_clearly_above_chance(smoke_runs):
     metrics = json.loads((smoke_runs[0] / f"{RUN}/target/xlmr-smoke/baseline/xnli/seed0/metrics.json").read_text())
     accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
@@ -246,10 +275,11 @@ def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
     # Snakemake's params trigger: XNLI's learning rate is a param of XNLI's fine-tuning jobs only.
     proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]),
                      "--config", 'targets={"task_hparams": {"xnli": {"learning_rate": "1e-3"}}}')
-    encoders = 4  # baseline, mnli, squad_v1, multitask in tests/configs/smoke.yaml; one seed
+    # baseline, mnli, squad_v1, multitask, mnli+mlm, mnli-translated in tests/configs/smoke.yaml; one seed
+    encoders = 6
     assert job_counts(proc.stdout) == {"finetune_target": encoders, "predict_target": encoders, "score_run": encoders,
-                                       "make_tables": 1, "make_figure": 1, **PAPER_JOBS, "all": 1,
-                                       "total": 3 * encoders + 3 + len(PAPER_JOBS)}
+                                       "make_tables": 1, "make_figure": 1, "make_variant_tables": 1, **PAPER_JOBS,
+                                       "all": 1, "total": 3 * encoders + 4 + len(PAPER_JOBS)}
     assert all("/xnli/seed0" in line for line in proc.stdout.splitlines()
                if "output:" in line and f"{RUN}/target/" in line)
 
@@ -277,14 +307,14 @@ def rerun_jobs(output: str) -> dict[str, list[str]]:
 def test_prediction_settings_rerun_prediction_never_training(smoke_runs, override, training):
     proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]), "--config", override)
     counts = job_counts(proc.stdout)
-    encoders = 4
+    encoders = 6
     assert counts["predict_target"] == encoders and counts["score_run"] == encoders
     assert not {"finetune_target", "finetune_intermediate", "pretrain_mlm"} & set(counts), counts
     assert all(f"/{training}/seed0/" in out for out in rerun_jobs(proc.stdout)["predict_target"])
 
 
-PRESENTATION = {"make_tables", "make_figure", "make_paper_inputs", "make_compute_table", "make_language_figure",
-                "compile_paper", "all"}
+PRESENTATION = {"make_tables", "make_variant_tables", "make_figure", "make_paper_inputs", "make_compute_table",
+                "make_language_figure", "compile_paper", "all"}
 
 
 @pytest.mark.workflow
@@ -399,7 +429,7 @@ def test_paper_inputs_are_identical_across_runs(smoke_runs):
         if a.name != "compute.tex":
             assert a.read_bytes() == b.read_bytes(), a.name
     compute = pd.read_csv(smoke_runs[0] / f"{PAPER}/compute.csv").set_index("rule")
-    assert compute.loc["finetune_target", "jobs"] == 4 * 3  # 4 encoders x (xnli, udpos, squad) x 1 seed
+    assert compute.loc["finetune_target", "jobs"] == 6 * 3  # 6 encoders x (xnli, udpos, squad) x 1 seed
     assert compute.loc["finetune_target", "gpu_hours"] > 0 and compute.loc["mine_bucc", "gpu_hours"] == 0
 
 
@@ -423,7 +453,7 @@ def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
 
     assert deletable() == []  # the default keeps them
     models = deletable("--config", 'targets={"keep_models": false}')
-    assert len(models) == 4 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)
+    assert len(models) == 6 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)
 
 
 # Other phase-1 architectures (a model's pretrain.architecture) on a minimal grid, one run each;

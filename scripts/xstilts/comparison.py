@@ -31,7 +31,7 @@ import pandas as pd
 from xstilts.formats import FormatError
 from xstilts.tables import AVERAGE
 from xstilts.latex import command_name
-from xstilts.tasks import BASELINE, DISPLAY_NAMES, MULTITASK
+from xstilts.tasks import BASELINE, MULTITASK, display_name
 
 #: Families in the order the text and the tables present them (``modeling.model_family``).
 FAMILIES = ("encoder", "decoder")
@@ -69,11 +69,11 @@ def read_family(encoder_dir: str | Path) -> str:
 
 
 def _name(key: str) -> str:
-    return _ROW_NAMES.get(key) or ("Avg" if key == AVERAGE else DISPLAY_NAMES.get(key, key))
+    return _ROW_NAMES.get(key) or ("Avg" if key == AVERAGE else display_name(key))
 
 
 def _reasoning_name(key: str) -> str:
-    return "Reasoning avg." if key == "avg" else DISPLAY_NAMES.get(key, key)
+    return "Reasoning avg." if key == "avg" else display_name(key)
 
 
 # --------------------------------------------------------------------------------------------

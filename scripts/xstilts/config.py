@@ -425,9 +425,38 @@ def _check_semantics(exp: dict[str, Any], name: str) -> None:
                           f"{', '.join(INTERMEDIATE_TASKS)})")
     if exp["intermediate"]["multitask"]["enabled"] and len(exp["intermediate"]["tasks"]) < 2:
         raise ConfigError("config: intermediate.multitask needs at least two intermediate tasks (or set enabled: false)")
+    _check_variants(exp)
     _check_language_codes(exp)
     _check_target_languages(exp, name)
     _check_models(exp, name)
+
+
+def _check_variants(exp: dict[str, Any]) -> None:
+    """Each variant's task is a plain row of the grid too, and its languages exist."""
+    from xstilts.tasks import TRANSLATIONS
+
+    variants = exp["intermediate"]["variants"]
+    tasks = exp["intermediate"]["tasks"]
+    for variant, settings in variants.items():
+        missing = [t for t in settings.get("tasks", []) if t not in tasks]
+        if missing:
+            raise ConfigError(f"config: intermediate.variants.{variant}.tasks: {', '.join(missing)} is not in "
+                              f"intermediate.tasks ({', '.join(tasks)}); a variant row is compared with its plain "
+                              "task's row, so add the task there or drop it from the variant")
+    translated = variants.get("translated", {})
+    for task in translated.get("tasks", []):
+        dataset = DATASETS[TRANSLATIONS[task]]
+        available = keep_languages(exp, dataset.languages("train"))
+        wanted = translated.get("languages")
+        if wanted is not None:
+            unknown = [lang for lang in wanted if lang not in dataset.languages("train")]
+            if unknown:
+                raise ConfigError(f"config: intermediate.variants.translated.languages: {', '.join(unknown)} has no "
+                                  f"translation of {task} ({dataset.name}: {', '.join(dataset.languages('train'))})")
+            available = [lang for lang in available if lang in wanted]
+        if not available:
+            raise ConfigError(f"config: intermediate.variants.translated: no translation of {task} is left after the "
+                              f"language filters (its languages: {', '.join(dataset.languages('train'))})")
 
 
 def language_filter(exp: dict[str, Any], target: str | None = None) -> str | list[str]:

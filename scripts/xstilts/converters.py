@@ -25,6 +25,9 @@ XTREME semantics kept where they matter (reference/xtreme_eval.md section 3):
 * COPA and XCOPA (XTREME-R): premise -> context, ``cause``/``effect`` -> XTREME-R's question
   ("What was the cause?", as ``third_party/run_xcopa.py`` words it), choice1/choice2 -> choices,
   label 0/1; XCOPA's val files are its dev sets. Social IQa: answerA-C, labels 1-3 -> 0-2.
+* Machine-translated training sets: XNLI-MT 1.0 (``contradictory`` -> ``contradiction``, ids
+  ``<lang>-<line>``); MLQA translate-train, answers that do not occur in their translated
+  context dropped (and counted), as XTREME's SQuAD reader skips them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import Any, Callable, Iterator
 from xstilts import formats
 from xstilts.formats import FormatError, utf8_problem
 from xstilts.sources import TATOEBA_CODES
-from xstilts.tasks import BINARY_LABELS, BITEXT, DATASETS, NER_TAGS, NLI_LABELS, PARALLEL, SPAN, TAGGING, UPOS_TAGS
+from xstilts.tasks import BINARY_LABELS, BITEXT, DATASETS, NER_TAGS, NLI_LABELS, PARALLEL, SPAN, TAGGING, TEXT, UPOS_TAGS
 
 log = logging.getLogger("xstilts.converters")
 
@@ -152,11 +155,15 @@ def _answer_span(context: str, text: str, start: int, where: str) -> int:
     return min(hits, key=lambda h: abs(h - start))
 
 
-def squad_json(text: str, where: str) -> Records:
+def squad_json(text: str, where: str, *, drop_unfound: bool = False) -> Records:
     """SQuAD v1.1/v2.0-format JSON (SQuAD, XQuAD, MLQA, TyDiQA-GoldP): one record per question.
 
     SQuAD v2.0 questions marked ``is_impossible`` get no answers (``plausible_answers`` are not
-    answers).
+    answers). An answer whose offset is off moves to the nearest occurrence of its text. An answer
+    whose text does not occur in its context is an error, unless ``drop_unfound`` (machine-
+    translated data, where answer and context were translated separately): then such answers, and
+    empty ones, are dropped, and so is every question left without an answer (as XTREME's SQuAD
+    reader skips training examples whose answer it cannot find); the counts are logged.
     """
     try:
         data = json.loads(text)
@@ -164,7 +171,8 @@ def squad_json(text: str, where: str) -> Records:
         raise ConversionError(f"{where}: invalid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ConversionError(f"{where}: expected SQuAD JSON ({{'data': [{{'paragraphs': ...}}]}})")
-    records = []
+    records: Records = []
+    relocated = lost = dropped = 0
     for a, article in enumerate(data["data"]):
         title = article.get("title", "") or ""
         for p, paragraph in enumerate(_field(article, "paragraphs", f"{where}: data[{a}]")):
@@ -178,11 +186,23 @@ def squad_json(text: str, where: str) -> Records:
                     t, s = _field(answer, "text", at), _field(answer, "answer_start", at)
                     if not isinstance(t, str) or not isinstance(s, int):
                         raise ConversionError(f"{at}: malformed answer {answer!r}")
+                    if drop_unfound and (not t.strip() or t not in context):
+                        lost += 1
+                        continue
                     texts.append(t)
                     starts.append(_answer_span(context, t, s, at))
+                    relocated += starts[-1] != s
+                if drop_unfound and not texts:
+                    dropped += 1
+                    continue
                 records.append({"id": qid, "title": title, "context": context,
                                 "question": _field(qa, "question", at),
                                 "answers": {"text": texts, "answer_start": starts}})
+    if relocated:
+        log.info("%s: moved %d answer offset(s) to the nearest occurrence of the answer text", where, relocated)
+    if lost or dropped:
+        log.warning("%s: dropped %d answer(s) empty or not found in their context, and %d of %d questions "
+                    "left without an answer", where, lost, dropped, dropped + len(records))
     return records
 
 
@@ -306,6 +326,29 @@ def xnli_tsv(text: str, where: str) -> dict[str, Records]:
         out[row["language"]].append({"id": row["pairID"], "sentence1": row["sentence1"].strip(),
                                      "sentence2": row["sentence2"].strip(), "label": label})
     return dict(out)
+
+
+def xnli_mt_tsv(text: str, where: str, lang: str) -> Records:
+    """XNLI-MT 1.0 ``multinli.train.<lang>.tsv``: MNLI's training set machine-translated, headed
+    and unquoted (quote characters are text), columns premise, hypo, label; ``contradictory`` ->
+    ``contradiction``. The files carry no ids; the files of all languages are line-aligned, so an
+    example's id is ``<lang>-<line number>``. Rows without a label column or with label ``-`` are
+    dropped and counted; an unknown label is an error."""
+    records: Records = []
+    for n, row in tsv_rows(text, where, ("premise", "hypo", "label")):
+        label = row["label"].strip()
+        label = "contradiction" if label == "contradictory" else label
+        if label == "-":
+            continue
+        if label not in NLI_LABELS:
+            raise ConversionError(f"{where}:{n}: unknown label {row['label']!r}; expected one of "
+                                  f"{[*NLI_LABELS, 'contradictory']}")
+        records.append({"id": f"{lang}-{n}", "sentence1": row["premise"].strip(), "sentence2": row["hypo"].strip(),
+                        "label": label})
+    rows = sum(1 for _, line in _lines(text) if line.strip()) - 1  # less the header
+    if rows != len(records):
+        log.warning("%s: dropped %d of %d rows (too few columns or no gold label)", where, rows - len(records), rows)
+    return records
 
 
 def pawsx_tsv(text: str, where: str) -> Records:
@@ -589,6 +632,18 @@ def _xnli(raw: Raw, layout: Layout) -> Payloads:
     return out
 
 
+def _xnli_mt(raw: Raw, layout: Layout) -> Payloads:
+    """XNLI-MT 1.0: ``XNLI-MT-1.0/multinli/multinli.train.<lang>.tsv`` (train only)."""
+    out: Payloads = {}
+    for split, langs in layout.items():
+        if split != "train":
+            raise ConversionError(f"mnli_mt: XNLI-MT-1.0.zip has only a train split, not {split!r}")
+        for lang in langs:
+            member = f"XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv"
+            out[(split, lang)] = xnli_mt_tsv(raw.zip_text("XNLI-MT-1.0.zip", member), f"XNLI-MT-1.0.zip:{member}", lang)
+    return out
+
+
 PAWSX_FILES = {"train": "train.tsv", "dev": "dev_2k.tsv", "test": "test_2k.tsv"}
 
 
@@ -678,6 +733,31 @@ def _mlqa(raw: Raw, layout: Layout) -> Payloads:
         for lang in langs:
             member = f"MLQA_V1/{split}/{split}-context-{lang}-question-{lang}.json"
             out[(split, lang)] = squad_json(raw.zip_text("MLQA_V1.zip", member), f"MLQA_V1.zip:{member}")
+    return out
+
+
+def _mlqa_translate_train(raw: Raw, layout: Layout) -> Payloads:
+    """MLQA translate-train: ``mlqa-translate-train/<lang>_squad-translate-train-train-v1.1.json``
+    (SQuAD v1.1 train machine-translated); answers not found in their context are dropped."""
+    archive = "mlqa-translate-train.tar.gz"
+    wanted: dict[str, tuple[str, str]] = {}
+    for split, langs in layout.items():
+        if split != "train":
+            raise ConversionError(f"squad_v1_mt: only the train split of {archive} is used, not {split!r}")
+        wanted.update({f"mlqa-translate-train/{lang}_squad-translate-train-train-v1.1.json": (split, lang)
+                       for lang in langs})
+
+    def member(name: str) -> str | None:
+        return next((w for w in wanted if name == w or name.endswith("/" + w)), None)
+
+    out: Payloads = {}
+    for name, text in raw.tar_texts(archive, lambda n: member(n) is not None):
+        key = member(name)
+        assert key is not None
+        out[wanted[key]] = squad_json(text, f"{archive}:{name}", drop_unfound=True)
+    missing = [w for w, key in wanted.items() if key not in out]
+    if missing:
+        raise ConversionError(f"{raw.path(archive)}: no member(s) {missing}")
     return out
 
 
@@ -785,6 +865,8 @@ READERS: dict[str, Callable[[Raw, Layout], Payloads]] = {
     "panx": _panx,
     "xquad": _xquad,
     "mlqa": _mlqa,
+    "mnli_mt": _xnli_mt,
+    "squad_v1_mt": _mlqa_translate_train,
     "tydiqa": _tydiqa,
     "bucc2018": _bucc,
     "tatoeba": _tatoeba,
@@ -823,6 +905,10 @@ def _write(dataset: str, split: str, lang: str, payload: Any, data_root: Path) -
         src, trg = payload
         formats.write_lines(files["source"], src)
         formats.write_lines(files["target"], trg)
+    elif fmt == TEXT:
+        if not payload:
+            raise ConversionError(f"{where}: the upstream data has no lines")
+        formats.write_lines(files["text"], payload)
     else:
         records = payload
         if fmt == TAGGING and records and isinstance(records[0], tuple):
@@ -849,19 +935,28 @@ def check_written(dataset: str, layout: Layout, data_root: str | Path) -> dict[s
                 if n_src != n_trg:
                     raise FormatError(f"{files['source']}: {n_src} lines but {n_trg} in the target file")
                 counts[f"{lang}/{split}"] = n_src
+            elif fmt == TEXT:
+                counts[f"{lang}/{split}"] = len(formats.read_lines(files["text"]))
             else:
                 counts[f"{lang}/{split}"] = len(formats.read_dataset(data_root, dataset, lang, split))
     return counts
 
 
 def convert(dataset: str, raw_dir: str | Path | None, layout: Layout, data_root: str | Path,
-            ccgbank: str | Path | None = None) -> dict[str, int]:
+            ccgbank: str | Path | None = None, corpus: dict[str, Any] | None = None) -> dict[str, int]:
     """Convert one dataset from its verified downloads; write and validate every canonical file
-    of ``layout`` (split -> languages). Returns the example count of every file written."""
+    of ``layout`` (split -> languages). Returns the example count of every file written.
+
+    ``corpus``: a hub corpus' settings (``Plan.convert_job(...)["corpus"]`` plus ``folders``, its
+    per-language download folders), read by ``xstilts.corpus`` (mlm_corpus)."""
     if dataset == "ccg":
         if not ccgbank:
             raise ConversionError(ccgbank_missing_message("(data.download.ccgbank is not set)"))
         reader = _ccg(ccgbank)
+    elif corpus is not None:
+        from xstilts import corpus as hub_corpus
+
+        reader = hub_corpus.reader(corpus)
     elif dataset in READERS:
         reader = READERS[dataset]
     else:

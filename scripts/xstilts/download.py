@@ -200,7 +200,7 @@ def download_files(files: Iterable[dict[str, Any]], out_dir: str | os.PathLike,
 
 
 # --------------------------------------------------------------------------------------------
-# Hugging Face hub models
+# Hugging Face hub repositories (models, and datasets: the +MLM variant's Wikipedia corpus)
 
 
 def _selected(siblings: Iterable[Any], patterns: list[str]) -> list[Any]:
@@ -239,15 +239,53 @@ def download_hub_model(repo_id: str, revision: str, patterns: list[str], out_dir
     with ``record_revision`` (the commit is then written to ``source.json`` and logged, so it can
     be pinned in config.yaml).
     """
+
+    def has_config_and_weights(commit: str, names: list[str]) -> None:
+        if "config.json" not in names or not any(n.endswith((".safetensors", ".bin")) for n in names):
+            raise DownloadError(f"{repo_id}@{commit}: the files matching {patterns} ({names}) lack config.json or "
+                                "weights; adjust model.hub.files")
+
+    return _download_hub(repo_id, revision, patterns, out_dir, repo_type="model", record_revision=record_revision,
+                         pin_hint="set model.hub.revision to a 40-character commit of the hub repository (its "
+                                  "'Files and versions' history), or set model.hub.record_revision: true to resolve "
+                                  "it once and record the commit",
+                         check=has_config_and_weights)
+
+
+def download_hub_dataset(repo_id: str, revision: str, patterns: list[str], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Download the files of a hub *dataset* repository matching ``patterns`` at a pinned commit.
+
+    As ``download_hub_model`` (every file verified against the hub's metadata of that commit,
+    ``source.json`` written), with ``revision`` always a commit id, and every pattern required
+    to match at least one file of the repository at that commit.
+    """
+
+    def every_pattern_matches(commit: str, names: list[str]) -> None:
+        for pattern in patterns:
+            if not any(fnmatch.fnmatch(n, pattern) for n in names):
+                raise DownloadError(f"dataset {repo_id}@{commit}: no file matches the pattern {pattern!r}; check the "
+                                    "configuration folder and file pattern pinned in scripts/xstilts/sources.py")
+
+    return _download_hub(repo_id, revision, patterns, out_dir, repo_type="dataset", record_revision=False,
+                         pin_hint="pin the dataset's commit in scripts/xstilts/sources.py", check=every_pattern_matches)
+
+
+def _download_hub(repo_id: str, revision: str, patterns: list[str], out_dir: str | os.PathLike, *, repo_type: str,
+                  record_revision: bool, pin_hint: str, check: Callable[[str, list[str]], None]) -> dict[str, Any]:
+    """The files of a hub repository (``repo_type`` model or dataset) matching ``patterns`` at a
+    pinned commit, verified (``verify_hub_files``) before they are moved into ``out_dir``.
+
+    ``check(commit, selected names)`` refuses a selection before anything is downloaded.
+    """
     from huggingface_hub import HfApi, snapshot_download
 
     if not COMMIT.match(revision) and not record_revision:
-        raise DownloadError(
-            f"model revision {revision!r} of {repo_id} is not a commit id: set model.hub.revision to a 40-character "
-            "commit of the hub repository (its 'Files and versions' history), or set model.hub.record_revision: "
-            "true to resolve it once and record the commit"
-        )
-    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+        raise DownloadError(f"{repo_type} revision {revision!r} of {repo_id} is not a commit id: {pin_hint}")
+    api = HfApi()
+    if repo_type == "dataset":
+        info = api.dataset_info(repo_id, revision=revision, files_metadata=True)
+    else:
+        info = api.model_info(repo_id, revision=revision, files_metadata=True)
     commit = info.sha
     if COMMIT.match(revision) and commit != revision:
         raise DownloadError(f"the hub answered commit {commit} for {repo_id}@{revision}")
@@ -256,14 +294,14 @@ def download_hub_model(repo_id: str, revision: str, patterns: list[str], out_dir
                     repo_id, revision, commit, commit)
     selected = _selected(info.siblings or [], patterns)
     names = [s.rfilename for s in selected]
-    if "config.json" not in names or not any(n.endswith((".safetensors", ".bin")) for n in names):
-        raise DownloadError(f"{repo_id}@{commit}: the files matching {patterns} ({names}) lack config.json or "
-                            "weights; adjust model.hub.files")
+    check(commit, names)
     out = Path(out_dir)
     # Staged next to the output (kept across an interrupted run, so huggingface_hub resumes the
     # large weights file), moved into place only after every file verified.
     staging = out.with_name(out.name + ".staging")
-    snapshot_download(repo_id, revision=commit, allow_patterns=[s.rfilename for s in selected], local_dir=staging)
+    # Only a dataset names its repository type: the model call stays as it always was.
+    kind = {"repo_type": repo_type} if repo_type != "model" else {}
+    snapshot_download(repo_id, revision=commit, allow_patterns=names, local_dir=staging, **kind)
     try:
         sums = verify_hub_files(staging, selected)
     except DownloadError:
@@ -275,6 +313,8 @@ def download_hub_model(repo_id: str, revision: str, patterns: list[str], out_dir
         os.replace(staging / name, out / name)
     shutil.rmtree(staging, ignore_errors=True)
     record = {"repo_id": repo_id, "revision": commit, "requested_revision": revision, "sha256": sums}
+    if repo_type != "model":
+        record["repo_type"] = repo_type
     (out / "source.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     log.info("%s@%s: %d files verified", repo_id, commit, len(sums))
     return record

@@ -41,6 +41,9 @@ class HeadSpec:
 
     format: str
     labels: tuple[str, ...] = field(default=())
+    #: Load the head's own weights from the encoder folder (the model's pretrained LM head, which
+    #: the +MLM variant keeps training) instead of initialising it; refused if the folder has none.
+    pretrained: bool = False
 
 
 @contextlib.contextmanager
@@ -199,7 +202,10 @@ class MultiTaskModel(nn.Module):
                 # whether or not this process trained (a resume at the last step only evaluates).
                 # Every labelled format here is one class per unit (pair or token).
                 head_config.problem_type = "single_label_classification"
-            model = head_class(spec.format, config).from_config(head_config)
+            if spec.pretrained:
+                model = _pretrained_head(encoder_source, spec.format, config)
+            else:
+                model = head_class(spec.format, config).from_config(head_config)
             inner = hf_model(model)
             # Replace the head model's own (randomly initialised) encoder with the shared one.
             # The shared AutoModel keeps its pooler, which the multiple-choice head needs.
@@ -230,6 +236,26 @@ class MultiTaskModel(nn.Module):
         with quiet_transformers():
             self.heads[task].save_pretrained(out_dir)
             tokenizer.save_pretrained(out_dir)
+
+
+def _pretrained_head(encoder_source: str | Path | PretrainedConfig, fmt: str, config: PretrainedConfig) -> nn.Module:
+    """The format's head model loaded from the encoder folder, head weights included.
+
+    Every weight of the head outside the encoder must be in the folder's checkpoint: a folder
+    holding the bare encoder (a phase-2 encoder, or a hub model released without its LM head)
+    is refused, since a fresh head would silently be a different experiment."""
+    if isinstance(encoder_source, PretrainedConfig):
+        raise ValueError("a pretrained head needs the model folder, not a config")
+    cls = head_class(fmt, config)
+    model, info = cls.from_pretrained(encoder_source, use_safetensors=True, output_loading_info=True)
+    inner = hf_model(model)
+    missing = [k for k in info["missing_keys"] if not k.startswith(inner.base_model_prefix + ".")]
+    if missing:
+        raise ValueError(f"{encoder_source}: the checkpoint has no pretrained {cls.__name__} head (missing "
+                         f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''}); the +MLM variant "
+                         "keeps training the model's own LM head, so it needs the released checkpoint with it "
+                         "(e.g. the full model.safetensors of the hub repository), or drop this model's +MLM rows")
+    return model
 
 
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:

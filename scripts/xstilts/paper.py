@@ -66,8 +66,12 @@ def count_examples(data_root: str | Path, dataset: str, lang: str, split: str) -
 
 
 def dataset_table(data_root: str | Path, layout: dict[str, dict[str, list[str]]], intermediate: list[str],
-                  targets: list[str], caption: str) -> tuple[str, pd.DataFrame]:
-    """Tasks, formats, sizes, languages and metrics of the run's data (counted from the files)."""
+                  targets: list[str], caption: str, variant_caption: str = "") -> tuple[str, pd.DataFrame]:
+    """Tasks, formats, sizes, languages and metrics of the run's data (counted from the files).
+
+    Machine translations and the MLM corpus (variants' data, a stand-in model's phase 1) get a
+    row each when the grid reads them (``layout`` has them), and ``variant_caption`` is then
+    appended to the caption."""
     rows, records = [], []
 
     def size(dataset: str, split: str, per_language: bool = False) -> str:
@@ -96,6 +100,18 @@ def dataset_table(data_root: str | Path, layout: dict[str, dict[str, list[str]]]
                size(name, "test", per_language=True), str(langs), TARGET_METRICS[target.format]]
         rows.append(row)
         records.append(row)
+    extra = [d for d in DATASETS if d in layout and (DATASETS[d].translation_of or DATASETS[d].corpus)]
+    for name in extra:
+        data = DATASETS[name]
+        langs = layout[name].get("train", [])
+        train = sum(count_examples(data_root, name, lang, "train") for lang in langs)
+        metric = METRIC_NAMES[INTERMEDIATE_TASKS[data.translation_of].metric] if data.translation_of else "--"
+        row = ["translation" if data.translation_of else "corpus", DISPLAY_NAMES.get(name, name),
+               data.format.replace("_", " "), f"{train:,}", "--", "--", str(len(langs)), metric]
+        rows.append(row)
+        records.append(row)
+    if extra and variant_caption:
+        caption = f"{caption} {variant_caption}"
     header = ["", "Task", "Format", "Train (en)", "Dev / lang.", "Test / lang.", "Langs.", "Metric"]
     latex_rows = [[_tex(c) for c in r] for r in rows]
     latex = _latex_table(latex_rows, header, _tex(caption), "tab:datasets", "llllrrrl")
@@ -426,7 +442,8 @@ def make_paper_inputs(*, score_files: list[str], target_metrics: list[tuple[str,
 
     macros, headline = headline_macros(runs, best, targets, seeds, preset, model)
     write("macros.tex", macros)
-    latex, datasets = dataset_table(data_root, layout, intermediate, targets, captions["datasets"])
+    latex, datasets = dataset_table(data_root, layout, intermediate, targets, captions["datasets"],
+                                    captions.get("datasets_variant_data", ""))
     write("datasets.tex", latex)
     datasets.to_csv(out_dir / "datasets.csv", index=False, lineterminator="\n")
     write("hyperparameters.tex", hyperparameter_table(jobs, captions["hyperparameters"]))

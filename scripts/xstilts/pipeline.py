@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -205,6 +206,8 @@ def make_demo_dataset(job: dict[str, Any], data_root: str | Path) -> list[str]:
         sizes={job["dataset"]: job["sizes"]},
         bucc_distractor_ratio=job["bucc_distractor_ratio"],
         code_switch_rate=job["code_switch_rate"],
+        translation_noise=job.get("translation_noise", 0.0),
+        exclude=job.get("exclude", {}),
     )
     written = synthetic.generate(spec, data_root)
     log.info("wrote %d files of %s", len(written), job["dataset"])
@@ -324,23 +327,72 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
 
     training.configure_determinism(threads)
     tokenizer = _load_tokenizer(encoder_dir)
-    tasks = [
-        _task_data(INTERMEDIATE_TASKS[n], job["task_hparams"][n], data_root, tokenizer, INTERMEDIATE_TASKS[n].dev)
-        for n in job["tasks"]
-    ]
+    variant = job.get("variant")
+    if variant is None:
+        trainings = [INTERMEDIATE_TASKS[n] for n in job["tasks"]]
+    else:
+        # A variant trains its task on the variant's sources (translated: the translations, and
+        # the English original if asked), selected on the task's English dev as its plain run.
+        base = INTERMEDIATE_TASKS[variant["task"]]
+        trainings = [TrainingTask(base.name, base.format, tuple(_sources(variant["train"])),
+                                  tuple(_sources(variant["dev"])), base.metric)]
+    tasks = [_task_data(t, job["task_hparams"][t.name], data_root, tokenizer, t.dev) for t in trainings]
+    specs = {t.name: HeadSpec(t.format, t.labels) for t in tasks}
+    hp, shares, corpus_files = job["hparams"], None, []
+    if variant is not None and variant["name"] == "mlm":
+        lm, corpus_files = _language_modeling_task(variant, data_root, tokenizer)
+        tasks[0].selects = variant["selection"] == "task"
+        lm.selects = not tasks[0].selects
+        tasks.append(lm)
+        # The model's own pretrained LM head, kept and trained (not a fresh one).
+        specs[lm.name] = HeadSpec(TEXT, pretrained=True)
+        # The task keeps exactly its plain run's steps; LM steps (share of all) come on top.
+        own = hp.get("max_steps") or training.steps_for(len(tasks[0].train.features), tasks[0].hp)
+        hp = {**hp, "max_steps": math.ceil(own / (1 - variant["share"]))}
+        shares = [1 - variant["share"], variant["share"]]
+        log.info("%s + language modelling: %d steps, %d of them (expected) %s steps", base.name, hp["max_steps"],
+                 own, base.name)
     training.set_seed(job["seed"])
-    model = MultiTaskModel.build(encoder_dir, {t.name: HeadSpec(t.format, t.labels) for t in tasks},
-                                 pad_token_id=tokenizer.pad_token_id)
+    model = MultiTaskModel.build(encoder_dir, specs, pad_token_id=tokenizer.pad_token_id)
     adaptation.adapt(model, job["adaptation"])
-    sources = [s for n in job["tasks"] for s in INTERMEDIATE_TASKS[n].train + INTERMEDIATE_TASKS[n].dev]
-    inputs = provenance(_data_files(data_root, sources) + _model_files(encoder_dir))
+    sources = [s for t in trainings for s in t.train + t.dev]
+    inputs = provenance(_data_files(data_root, sources) + corpus_files + _model_files(encoder_dir))
     fp = training.fingerprint(phase="intermediate", job=job, inputs=inputs)
-    result = training.train(model, tasks, tokenizer, job["hparams"], job["seed"], checkpoint_dir, fp,
-                            examples_cap=job["examples_cap"])
+    result = training.train(model, tasks, tokenizer, hp, job["seed"], checkpoint_dir, fp,
+                            examples_cap=job["examples_cap"], shares=shares)
     adaptation.finish(model, job["adaptation"])
     model.save_encoder(out_dir, tokenizer)
     write_json(metrics_path, {"phase": "intermediate", "job": job, "result": result, "inputs": inputs})
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+#: Every this-many-th corpus line is held out for the LM dev loss (as phase-1 pretraining does).
+LM_DEV_EVERY = 20
+#: At most this many dev lines per language (the LM loss is evaluated at every dev evaluation).
+LM_DEV_LINES = 200
+
+
+def _language_modeling_task(variant: dict[str, Any], data_root: str | Path, tokenizer: Any) -> tuple[Any, list[str]]:
+    """The +MLM variant's language-modelling task on the corpus languages, and its files.
+
+    Masked LM for a tokenizer with a mask token, causal LM otherwise (the ``text`` format). Every
+    language has the same number of corpus lines, so languages are sampled uniformly."""
+    from xstilts import features, training
+
+    hp = variant["hparams"]
+    files = [formats.data_files(data_root, "mlm_corpus", lang, "train")["text"] for lang in variant["languages"]]
+    train_lines: list[str] = []
+    dev_lines: list[str] = []
+    for path in files:
+        lines = formats.read_lines(path)
+        train_lines += [line for i, line in enumerate(lines) if i % LM_DEV_EVERY]
+        dev_lines += [line for i, line in enumerate(lines) if i % LM_DEV_EVERY == 0][:LM_DEV_LINES]
+    task = training.TaskData(
+        "mlm", TEXT, "mlm_loss", hp,
+        train=features.encode_text(tokenizer, train_lines, hp["max_seq_length"]),
+        dev=[training.DevSet("mlm_corpus", [], features.encode_text(tokenizer, dev_lines, hp["max_seq_length"]))],
+    )
+    return task, files
 
 
 def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, data_root: str | Path,
@@ -614,6 +666,9 @@ def convert_dataset(job: dict[str, Any], raw_dirs: list[str], data_root: str | P
     """Rule convert_dataset: re-verify the raw files' pins, then write the canonical dataset."""
     from xstilts import converters, download
 
+    if "corpus" in job:  # a hub corpus: one folder per language, re-verified by xstilts.corpus
+        return converters.convert(job["dataset"], None, job["layout"], data_root,
+                                  corpus={**job["corpus"], "folders": list(raw_dirs)})
     for raw_dir in raw_dirs:
         source = Path(raw_dir).name
         for name, sha256 in job["pins"][source].items():

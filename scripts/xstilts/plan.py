@@ -20,10 +20,18 @@ from xstilts.tasks import (
     TARGET_TASKS,
     TARGET_TRAININGS,
     TRAINING_RECIPES,
+    TRANSLATIONS,
+    VARIANTS,
     XTREME_TARGETS,
     Source,
+    encoder_variant,
     served_targets,
+    variant_encoder,
 )
+
+
+#: Datasets an intermediate task trains on (their synthetic train split avoids evaluation text).
+INTERMEDIATE_TRAINING_DATASETS = frozenset(s.dataset for t in INTERMEDIATE_TASKS.values() for s in t.train)
 
 
 @dataclass
@@ -64,15 +72,76 @@ class Plan:
         return list(self.exp["intermediate"]["tasks"])
 
     @property
-    def itasks(self) -> list[str]:
-        """Trained intermediate encoders: each task, then the multi-task mix if enabled."""
+    def plain_itasks(self) -> list[str]:
+        """The intermediate encoders of the paper's matrix: each task, then the multi-task mix if enabled."""
         extra = [MULTITASK] if self.exp["intermediate"]["multitask"]["enabled"] else []
         return self.intermediate_tasks + extra
 
     @property
+    def itasks(self) -> list[str]:
+        """Every trained intermediate encoder: the matrix's, then each variant's (``variant_encoders``)."""
+        return self.plain_itasks + self.variant_encoders
+
+    @property
+    def matrix_encoders(self) -> list[str]:
+        """Rows of the paper's matrix (and its summary, best-on-dev picks and per-language
+        appendix): the baseline (phase-1 encoder) and the plain intermediate encoders."""
+        return [BASELINE, *self.plain_itasks]
+
+    @property
     def encoders(self) -> list[str]:
-        """Rows of the matrix: the baseline (phase-1 encoder) and every intermediate encoder."""
-        return [BASELINE, *self.itasks]
+        """Every row of the grid: the matrix's, then the variant encoders. Each gets phase 3 on
+        every target, retrieval and a score file; the reasoning analysis tests them all."""
+        return [*self.matrix_encoders, *self.variant_encoders]
+
+    # ---------------------------------------------------------------- variants (tasks.VARIANTS)
+    def variant_tasks(self, variant: str) -> list[str]:
+        """The intermediate tasks that get a ``variant`` encoder (``intermediate.variants.<variant>.tasks``)."""
+        return list(self.exp["intermediate"]["variants"].get(variant, {}).get("tasks", []))
+
+    def variant_rows(self, variant: str) -> list[tuple[str, str]]:
+        """(variant encoder, plain task) of one variant, in ``intermediate.tasks`` order."""
+        wanted = set(self.variant_tasks(variant))
+        return [(variant_encoder(t, variant), t) for t in self.intermediate_tasks if t in wanted]
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants this grid trains (registry order)."""
+        return [v for v in VARIANTS if self.variant_tasks(v)]
+
+    @property
+    def variant_encoders(self) -> list[str]:
+        return [e for v in VARIANTS for e, _ in self.variant_rows(v)]
+
+    def translated_languages(self, task: str) -> list[str]:
+        """Languages of a task's machine-translated training data that the translated variant trains on."""
+        settings = self.exp["intermediate"]["variants"]["translated"]
+        langs = self.keep(DATASETS[TRANSLATIONS[task]].languages("train"))
+        wanted = settings.get("languages")
+        return [lang for lang in langs if wanted is None or lang in wanted]
+
+    def mlm_languages(self) -> list[str]:
+        """Corpus languages the +MLM variant trains on."""
+        wanted = self.exp["intermediate"]["variants"]["mlm"].get("languages")
+        return [lang for lang in self.corpus_languages() if wanted is None or lang in wanted]
+
+    def intermediate_sources(self, itask: str) -> tuple[list[Source], list[Source]]:
+        """(training sources, dev sources) of one intermediate encoder's task data.
+
+        A plain task's (or the multi-task mix's members') registry sources; a translated
+        variant's translations (and the English original if ``include_english``), selected on
+        the task's English dev; a +MLM variant's task sources plus the corpus languages."""
+        task, variant = encoder_variant(itask)
+        names = self.multitask_members() if itask == MULTITASK else [task]
+        train = [s for n in names for s in INTERMEDIATE_TASKS[n].train]
+        dev = [s for n in names for s in INTERMEDIATE_TASKS[n].dev]
+        if variant == "translated":
+            english = self.exp["intermediate"]["variants"]["translated"]["include_english"]
+            translated = [Source(TRANSLATIONS[task], "train", lang) for lang in self.translated_languages(task)]
+            train = (train if english else []) + translated
+        elif variant == "mlm":
+            train = train + [Source("mlm_corpus", "train", lang) for lang in self.mlm_languages()]
+        return train, dev
 
     @property
     def evaluated_targets(self) -> list[str]:
@@ -139,6 +208,9 @@ class Plan:
         for name in self.trainings:
             for task in (*(STAGE_TASKS[n] for n in self.stages(name)), TARGET_TRAININGS[name]):
                 needed.update(s.dataset for s in task.train + task.dev)
+        for itask in self.variant_encoders:
+            train, dev = self.intermediate_sources(itask)
+            needed.update(s.dataset for s in train + dev)
         if "pretrain" in self.model_sources():
             needed.update(d for d, ds in DATASETS.items() if ds.corpus)
         return [d for d in DATASETS if d in needed]
@@ -154,11 +226,13 @@ class Plan:
                 out[split] = langs
         return out
 
-    def synthetic_sizes(self, dataset: str) -> dict[str, int]:
+    def synthetic_sizes(self, dataset: str, splits: list[str] | None = None) -> dict[str, int]:
+        """Examples per split of a synthetic dataset (``splits``: default, those of its layout)."""
         sizes = self.exp["data"]["synthetic"]["sizes"]
         default = sizes["default"]
-        own = sizes.get(dataset, {})
-        return {split: own.get(split, default[split]) for split in self.layout(dataset)}
+        # A translation has exactly the examples of the dataset it translates.
+        own = sizes.get(DATASETS[dataset].translation_of or dataset, {})
+        return {split: own.get(split, default[split]) for split in (self.layout(dataset) if splits is None else splits)}
 
     def stages(self, training: str) -> tuple[str, ...]:
         """English stages trained before a target training in the same job (XCOPA's recipe)."""
@@ -185,7 +259,7 @@ class Plan:
     # config change re-runs only the jobs it affects.
     def data_job(self, dataset: str) -> dict[str, Any]:
         syn = self.exp["data"]["synthetic"]
-        return {
+        job = {
             "dataset": dataset,
             "seed": syn["seed"],
             "layout": self.layout(dataset),
@@ -193,6 +267,21 @@ class Plan:
             "bucc_distractor_ratio": syn["bucc_distractor_ratio"],
             "code_switch_rate": syn["code_switch_rate"],
         }
+        if DATASETS[dataset].translation_of:  # only translations read it: the others' params stay
+            job["translation_noise"] = syn["translation_noise"]
+        if DATASETS[dataset].translation_of or dataset in INTERMEDIATE_TRAINING_DATASETS:
+            # The targets of the same format whose dev/test examples the training set must not
+            # hold (synthetic.generate drops chance repeats: xstilts.leakage).
+            # Every language the run could evaluate them in (``languages``, not a target's own
+            # filter), so narrowing a target's languages re-runs its predictions, never training.
+            fmt = DATASETS[dataset].format
+            job["exclude"] = {}
+            for t in self.evaluated_targets:
+                if DATASETS[t].format == fmt:
+                    layout = {split: self.keep(DATASETS[t].languages(split)) for split in ("dev", "test")}
+                    layout = {split: langs for split, langs in layout.items() if langs}
+                    job["exclude"][t] = {"layout": layout, "sizes": self.synthetic_sizes(t, list(layout))}
+        return job
 
     def pretrain_job(self) -> dict[str, Any]:
         pre = self.exp["model"]["pretrain"]
@@ -203,17 +292,33 @@ class Plan:
         }
 
     def intermediate_job(self, itask: str) -> dict[str, Any]:
-        names = self.multitask_members() if itask == MULTITASK else [itask]
+        task, variant = encoder_variant(itask)
+        names = self.multitask_members() if itask == MULTITASK else [task]
         multitask = self.exp["intermediate"]["multitask"]
-        return {
+        job = {
             "itask": itask,
             "tasks": names,
-            "hparams": hparams_for(self.exp, "intermediate", None if itask == MULTITASK else itask),
+            "hparams": hparams_for(self.exp, "intermediate", None if itask == MULTITASK else task),
             "task_hparams": {n: hparams_for(self.exp, "intermediate", n) for n in names},
             "seed": self.exp["intermediate"]["seed"],
             "examples_cap": multitask["examples_cap"] if itask == MULTITASK else None,
             "adaptation": self.adaptation("intermediate"),
         }
+        # Only variant jobs get the key: the plain jobs' params stay as they were.
+        if variant is not None:
+            own = self.exp["intermediate"]["variants"][variant].get("hparams", {})
+            job["hparams"] = {**job["hparams"], **own}
+            job["task_hparams"] = {task: {**job["task_hparams"][task], **own}}
+            train, dev = self.intermediate_sources(itask)
+            job["variant"] = {"name": variant, "task": task,
+                              "train": [[s.dataset, s.split, s.lang] for s in train if s.dataset != "mlm_corpus"],
+                              "dev": [[s.dataset, s.split, s.lang] for s in dev]}
+            if variant == "mlm":
+                mlm = self.exp["intermediate"]["variants"]["mlm"]
+                job["variant"].update(
+                    share=mlm["share"], selection=mlm["selection"], languages=self.mlm_languages(),
+                    hparams={**job["hparams"], **mlm.get("lm_hparams", {})})
+        return job
 
     def adaptation(self, phase: str) -> dict[str, Any]:
         """How a phase trains this model: LoRA adapters (or None: every weight) and gradient checkpointing."""
@@ -324,11 +429,33 @@ class Plan:
     # ---------------------------------------------------------------- real data and hub models
     # (data.source = download, model.source = hub: the paper preset)
     def dataset_sources(self, dataset: str) -> list[str]:
-        """Download sources a dataset is converted from ([] for the manual CCGbank)."""
-        from xstilts.sources import source_of
+        """Download sources a dataset is converted from ([] for the manual CCGbank, and for a
+        corpus downloaded from the hub per language: ``corpus_inputs``)."""
+        from xstilts.sources import HUB_CORPORA, source_of
 
         source = source_of(dataset)
-        return [source] if source else []
+        return [source] if source and source not in HUB_CORPORA else []
+
+    def corpus_inputs(self, dataset: str) -> list[tuple[str, str]]:
+        """(hub corpus, language) downloads a dataset is converted from (rule download_corpus):
+        one per language of its layout for a hub corpus (mlm_corpus), else []."""
+        from xstilts.sources import HUB_CORPORA, source_of
+
+        source = source_of(dataset)
+        if source not in HUB_CORPORA:
+            return []
+        return [(source, lang) for lang in sorted({lang for langs in self.layout(dataset).values() for lang in langs})]
+
+    def corpus_downloads(self) -> list[tuple[str, str]]:
+        """Every (hub corpus, language) download the grid's datasets need, sorted."""
+        return sorted({item for d in self.datasets() for item in self.corpus_inputs(d)})
+
+    def corpus_download_job(self, source: str, lang: str) -> dict[str, Any]:
+        """One language of a hub corpus: repository, pinned commit, file patterns (a change re-downloads)."""
+        from xstilts.sources import HUB_CORPORA
+
+        corpus = HUB_CORPORA[source]
+        return {"repo_id": corpus.repo_id, "revision": corpus.revision, "patterns": [corpus.pattern(lang)]}
 
     def download_sources(self) -> list[str]:
         """Every download source the grid's datasets need, sorted by name."""
@@ -359,6 +486,19 @@ class Plan:
         manual = DATASETS[dataset].manual
         if manual:
             job[manual] = self.exp["data"]["download"][manual]
+        inputs = self.corpus_inputs(dataset)
+        if inputs:
+            # Only hub corpora get the key (the other conversions' params stay as they were): the
+            # pinned commit, the sample size and its seed, so a change of any re-runs conversion.
+            from xstilts.sources import HUB_CORPORA
+
+            corpus = HUB_CORPORA[inputs[0][0]]
+            job["corpus"] = {
+                "source": corpus.name, "repo_id": corpus.repo_id, "revision": corpus.revision,
+                "column": corpus.column, "files": {lang: corpus.pattern(lang) for _, lang in inputs},
+                "sentences_per_language": self.exp["intermediate"]["variants"]["mlm"]["sentences_per_language"],
+                "seed": self.exp["intermediate"]["seed"],
+            }
         return job
 
     def model_job(self) -> dict[str, Any]:

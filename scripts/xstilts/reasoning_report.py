@@ -14,14 +14,14 @@ from typing import Any
 import pandas as pd
 
 from xstilts.latex import command_name
-from xstilts.tasks import DISPLAY_NAMES
+from xstilts.tasks import display_name
 
 AVERAGE_NAME = "Reasoning avg."
 VERDICT_TEXT = {"helps": "helps", "hurts": "hurts", "n.s.": "n.s."}
 
 
 def _name(key: str) -> str:
-    return AVERAGE_NAME if key == "avg" else DISPLAY_NAMES.get(key, key)
+    return AVERAGE_NAME if key == "avg" else display_name(key)
 
 
 def _tex(text: str) -> str:

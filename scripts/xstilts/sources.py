@@ -287,6 +287,18 @@ SOURCES: dict[str, DownloadSource] = {
             "MLQA_V1.zip", "https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip",
             "246e8089933d13007fe80684d5c5c0713d6834cf8b3b4a0ec7c66f0a0d2baac8", 75719050),),
             _infos("xtreme"), "https://github.com/facebookresearch/MLQA"),
+        # ---------------------------------------------------------------- translated training data
+        # MNLI's training set machine-translated by XNLI's authors (XNLI-MT 1.0), and SQuAD v1.1's
+        # by MLQA's authors (MLQA's translate-train release), as the legacy xnli and mlqa loading
+        # scripts download them.
+        DownloadSource("xnli_mt", (RemoteFile(
+            "XNLI-MT-1.0.zip", "https://dl.fbaipublicfiles.com/XNLI/XNLI-MT-1.0.zip",
+            "f732517ba2fb1d550e9f3c2aabaef6017c91ee2dcec90e878f138764d224db05", 466098360),),
+            _infos("xnli"), "https://github.com/facebookresearch/XNLI"),
+        DownloadSource("mlqa_translate_train", (RemoteFile(
+            "mlqa-translate-train.tar.gz", "https://dl.fbaipublicfiles.com/MLQA/mlqa-translate-train.tar.gz",
+            "e510277b0bc3c0639f53839aba8591aebfe803b8b84c5c2ef0513768b86b7cf9", 63364123),),
+            _infos("mlqa"), "https://github.com/facebookresearch/MLQA"),
         DownloadSource("tydiqa", _files("https://storage.googleapis.com/tydiqa/v1.1/", {
             "tydiqa-goldp-v1.1-train.json": ("cefc8e09ff2548d9b10a678d3a6bbbe5bc036be543f92418819ea676c97be23b", 58004076),
             "tydiqa-goldp-v1.1-dev.json": ("b286e0f34bc7f52259359989716f369b160565bd12ad8f3a3e311f9b0dbad1c0", 5617409),
@@ -308,14 +320,74 @@ SOURCES: dict[str, DownloadSource] = {
     ]
 }
 
+# ---------------------------------------------------------------- hub corpora (+MLM variant)
+#: wikimedia/wikipedia (the 2023-11-01 dumps as parquet), at the commit used by public pinned
+#: setups (corpus-building scripts pinning this revision for their 20231101.<lang> configs).
+WIKIPEDIA_REVISION = "b04c8d1ceb2f5cd4588862100d08de323dccfbaa"
+
+#: XTREME language code -> Wikipedia's (its subdomain, the dataset's configuration suffix), where
+#: they differ. Every language of XTREME and XTREME-R (tasks.DATASETS["mlm_corpus"]) has a
+#: Wikipedia under its own code (zh: the one Chinese Wikipedia; pa: Gurmukhi, not pnb), so the
+#: table is empty; codes that differ elsewhere (e.g. Norwegian Bokmal nb -> no) would go here.
+WIKIPEDIA_CODES: dict[str, str] = {}
+
+
+def wikipedia_code(lang: str) -> str:
+    """The Wikipedia (and wikimedia/wikipedia configuration) code of an XTREME language."""
+    return WIKIPEDIA_CODES.get(lang, lang)
+
+
+@dataclass(frozen=True)
+class HubCorpus:
+    """An unlabelled corpus on the Hugging Face hub (a dataset repository at a pinned commit).
+
+    One download job per language (``rules/data.smk: download_corpus``) fetches the files of
+    ``<folder>/<files>`` (``{lang}`` filled with the language's code in the corpus), resolved
+    against the hub's file list at ``revision`` and verified against its metadata (LFS sha256).
+    """
+
+    name: str
+    repo_id: str
+    #: A commit id (40 hex): files and checksums are those of this commit.
+    revision: str
+    #: Configuration folder of one language, ``{lang}`` = the corpus' code (``wikipedia_code``).
+    folder: str
+    #: Files of that folder to fetch (a glob; shard counts differ per language).
+    files: str
+    #: Where the revision comes from.
+    pinned_from: str
+    homepage: str
+    licence: str
+    #: The parquet column holding the text.
+    column: str = "text"
+
+    def pattern(self, lang: str) -> str:
+        """The file pattern of one (XTREME) language, relative to the repository root."""
+        return f"{self.folder.format(lang=wikipedia_code(lang))}/{self.files}"
+
+
+HUB_CORPORA: dict[str, HubCorpus] = {
+    c.name: c
+    for c in [
+        # The first shard of each language's 2023-11-01 dump: the +MLM variant samples
+        # intermediate.variants.mlm.sentences_per_language sentences from it (xstilts.corpus).
+        HubCorpus("wikipedia", "wikimedia/wikipedia", WIKIPEDIA_REVISION, "20231101.{lang}",
+                  "train-00000-of-*.parquet", "wikimedia/wikipedia commit used by public pinned setups",
+                  "https://huggingface.co/datasets/wikimedia/wikipedia",
+                  "CC BY-SA 3.0 and GFDL (Wikipedia text; attribute Wikipedia's authors)"),
+    ]
+}
+
 #: Canonical dataset -> the download source it is converted from (None: a manual local copy).
+#: A name of ``HUB_CORPORA`` is a hub corpus (one download per language), else a ``SOURCES`` name.
 DATASET_SOURCES: dict[str, str | None] = {
     "anli_r1": "anli", "anli_r2": "anli", "anli_r3": "anli", "snli": "snli", "mnli": "mnli",
     "qqp": "qqp", "squad_v1": "squad_v1", "squad_v2": "squad_v2", "hellaswag": "hellaswag",
     "cosmosqa": "cosmosqa", "commonsenseqa": "commonsenseqa", "ccg": None,
     "xnli": "xnli", "pawsx": "pawsx", "udpos": "udpos", "panx": "panx", "xquad": "xquad",
     "mlqa": "mlqa", "tydiqa": "tydiqa", "bucc2018": "bucc2018", "tatoeba": "tatoeba",
-    "siqa": "siqa", "copa": "copa", "xcopa": "xcopa",
+    "siqa": "siqa", "copa": "copa", "xcopa": "xcopa", "mlm_corpus": "wikipedia",
+    "mnli_mt": "xnli_mt", "squad_v1_mt": "mlqa_translate_train",
 }
 
 #: The CCGbank release (LDC2005T13) is read from data.download.ccgbank; these AUTO sections
@@ -324,7 +396,8 @@ CCGBANK = "CCGbank 1.1 (LDC2005T13), https://catalog.ldc.upenn.edu/LDC2005T13"
 
 
 def source_of(dataset: str) -> str | None:
-    """The download source of a canonical dataset (None for the manual CCGbank)."""
+    """The download source of a canonical dataset (None for the manual CCGbank; a name of
+    ``HUB_CORPORA`` for a corpus downloaded from the hub per language)."""
     try:
         return DATASET_SOURCES[dataset]
     except KeyError:

@@ -170,7 +170,7 @@ def write_table(means: pd.DataFrame, sds: pd.DataFrame, stem: str | Path, captio
 
 
 CAPTION_KEYS = ("matrix", "matrix_delta", "target", "datasets", "hyperparameters", "summary", "published",
-                "compute", "models", "reasoning_verdicts")
+                "compute", "models", "reasoning_verdicts", "variant", "datasets_variant_data")
 
 
 def load_captions(path: str | Path) -> dict[str, str]:

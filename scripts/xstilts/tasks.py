@@ -58,6 +58,8 @@ class Dataset:
     corpus: bool = False
     #: Retrieval: the splits whose sentences are embedded (BUCC tunes its threshold on dev).
     embed_splits: tuple[str, ...] = ("test",)
+    #: Machine-translated training data: the English dataset it translates (same format, labels).
+    translation_of: str = ""
 
     def languages(self, split: str) -> tuple[str, ...]:
         return self.splits.get(split, ())
@@ -116,6 +118,13 @@ DATASETS: dict[str, Dataset] = {
         Dataset("tatoeba", PARALLEL, splits=_x("tatoeba", dev=False)),
         # XTREME-R's XCOPA: COPA translated into 11 languages (dev = translated COPA val).
         Dataset("xcopa", CHOICE, num_choices=2, splits=_xr("xcopa")),
+        # Machine translations of English intermediate-task training sets (the translated-data
+        # variant): MNLI's training set in XNLI's 14 other languages (XNLI-MT 1.0, by XNLI's
+        # authors) and SQuAD v1.1's in MLQA's 6 other languages (MLQA's translate-train release).
+        Dataset("mnli_mt", PAIR, NLI_LABELS, translation_of="mnli",
+                splits={"train": tuple(lang for lang in XTREME_TASK2LANGS["xnli"] if lang != "en")}),
+        Dataset("squad_v1_mt", SPAN, translation_of="squad_v1",
+                splits={"train": tuple(lang for lang in XTREME_TASK2LANGS["mlqa"] if lang != "en")}),
         # Unlabelled multilingual text (phase-1 stand-in pretraining, MLM variants).
         Dataset("mlm_corpus", TEXT, splits={"train": tuple(sorted(
             {lang for table in (XTREME_TASK2LANGS, XTREME_R_TASK2LANGS) for langs in table.values() for lang in langs}
@@ -180,6 +189,64 @@ INTERMEDIATE_TASKS: dict[str, TrainingTask] = {
         _task("commonsenseqa", "accuracy"),
     ]
 }
+
+#: Intermediate task -> the dataset holding its machine-translated training set (the
+#: translated-data variant; a task missing here has no public translation and no such variant).
+TRANSLATIONS: dict[str, str] = {d.translation_of: d.name for d in DATASETS.values() if d.translation_of}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A way of training an intermediate task other than on its English data alone.
+
+    Each variant of a task is one more intermediate encoder, named ``<task><suffix>`` (e.g.
+    ``mnli+mlm``): a row of the grid that gets phase 3, retrieval and scoring like any other,
+    reported in the variant's own table beside the plain task's row. Config:
+    ``intermediate.variants.<name>``.
+    """
+
+    name: str
+    suffix: str
+    #: Table label, ``{task}`` replaced by the task's display name.
+    display: str
+    #: Column heading of the variant's table for the kind of data a row trains on.
+    caption: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        # Continued multilingual language modelling (masked LM, or causal LM for a decoder) on an
+        # unlabelled corpus, in the same run as the task: shared encoder, the model's own
+        # pretrained LM head kept and trained (paper.md section 3.6).
+        Variant("mlm", "+mlm", "{task} + MLM", "intermediate task vs intermediate task + multilingual MLM"),
+        # The task's training set machine-translated into other languages (TRANSLATIONS), with
+        # or without the English original (paper.md section 3.7).
+        Variant("translated", "-translated", "{task} (translated)", "English vs machine-translated intermediate data"),
+    ]
+}
+
+
+def variant_encoder(task: str, variant: str) -> str:
+    """The encoder (grid row) name of an intermediate task trained as a variant: ``mnli+mlm``."""
+    return f"{task}{VARIANTS[variant].suffix}"
+
+
+def encoder_variant(encoder: str) -> tuple[str, str | None]:
+    """(intermediate task, variant name or None) of an encoder name: the inverse of ``variant_encoder``."""
+    for v in VARIANTS.values():
+        if encoder.endswith(v.suffix) and encoder[: -len(v.suffix)] in INTERMEDIATE_TASKS:
+            return encoder[: -len(v.suffix)], v.name
+    return encoder, None
+
+
+def display_name(encoder: str) -> str:
+    """Table label of an encoder (grid row), variants included."""
+    task, variant = encoder_variant(encoder)
+    if variant is None:
+        return DISPLAY_NAMES.get(encoder, encoder)
+    return VARIANTS[variant].display.format(task=DISPLAY_NAMES[task])
+
 
 #: Name of the multi-task intermediate "task" (all selected intermediate tasks, one head each).
 MULTITASK = "multitask"
@@ -287,6 +354,9 @@ DISPLAY_NAMES = {
     "xcopa": "XCOPA",
     "siqa": "SIQA",
     "copa": "COPA",
+    "mnli_mt": "MNLI (machine-translated)",
+    "squad_v1_mt": "SQuAD v1.1 (machine-translated)",
+    "mlm_corpus": "Multilingual corpus (MLM)",
 }
 
 

@@ -64,6 +64,10 @@ class TaskData:
     dev: list[DevSet] = field(default_factory=list)
     #: Span QA with unanswerable questions (SQuAD v2.0): predict "" when "no answer" wins.
     allow_null: bool = False
+    #: Whether this task's dev score selects the checkpoint (the mean over the selecting tasks).
+    #: The +MLM variant evaluates both tasks but selects on one: never a mean of an accuracy and
+    #: an LM loss.
+    selects: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,10 +160,17 @@ def total_steps(tasks: Sequence[TaskData], hp: dict[str, Any]) -> int:
     return sum(steps_for(len(t.train.features), t.hp) for t in tasks)
 
 
-def schedule(tasks: Sequence[TaskData], seed: int, examples_cap: int | None = None) -> Iterator[tuple[int, list[list[int]]]]:
-    """Endless deterministic stream of (task index, micro-batches of example indices)."""
+def schedule(tasks: Sequence[TaskData], seed: int, examples_cap: int | None = None,
+             shares: Sequence[float] | None = None) -> Iterator[tuple[int, list[list[int]]]]:
+    """Endless deterministic stream of (task index, micro-batches of example indices).
+
+    Each step draws its task in proportion to the tasks' (capped) training sizes, or with the
+    given ``shares`` (the +MLM variant's task/LM split)."""
     sizes = [len(t.train.features) for t in tasks]
-    weights = np.array([min(n, examples_cap) if examples_cap else n for n in sizes], dtype=float)
+    if shares is not None:
+        weights = np.array(shares, dtype=float)
+    else:
+        weights = np.array([min(n, examples_cap) if examples_cap else n for n in sizes], dtype=float)
     probs = weights / weights.sum()
     task_rng = np.random.default_rng([seed, 1])
     streams = [_batches(n, t.hp["batch_size"], np.random.default_rng([seed, 2, i]), t.hp.get("length_grouping", 0),
@@ -358,7 +369,7 @@ class Progress:
 
 def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any], seed: int,
           checkpoint_dir: str | Path, run_fingerprint: str, examples_cap: int | None = None,
-          name: str | None = None) -> dict[str, Any]:
+          name: str | None = None, shares: Sequence[float] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``tasks``; on return it holds the best dev checkpoint.
 
     ``hp`` holds the run-level settings (learning rate, schedule, precision, evaluation
@@ -404,7 +415,7 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     log.info("training %s for %d steps (%s), evaluating every %d steps on %s",
              "+".join(t.name for t in tasks), n_steps, ", ".join(f"{t.name}: {len(t.train.features)} examples" for t in tasks),
              eval_every, device)
-    stream = schedule(tasks, seed, examples_cap)
+    stream = schedule(tasks, seed, examples_cap, shares)
     for _ in range(state["step"]):  # replay the schedule up to the resumed position
         next(stream)
     progress = Progress(n_steps)
@@ -438,7 +449,7 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
             unwrapped = accelerator.unwrap_model(model)
             results = {t.name: evaluate(unwrapped, t, tokenizer, device, accelerator.autocast, hp["eval_max_examples"])
                        for t in tasks}
-            current = float(np.mean([r["score"] for r in results.values()]))
+            current = float(np.mean([results[t.name]["score"] for t in tasks if t.selects]))
             improved = state["best_score"] is None or current > state["best_score"]
             state["history"].append({"step": state["step"], "train_loss": float(np.mean(running)), "dev_score": current,
                                      "dev": {k: {m: v for m, v in r.items() if m != "sets"} for k, r in results.items()}})
