@@ -198,21 +198,23 @@ def test_config_errors_of_the_reasoning_keys(raw_config):
 def test_dry_run_of_the_reasoning_target_on_the_demo(tmp_path):
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "reasoning").stdout)
     assert counts == {
-        # 12 intermediate datasets, XNLI, SIQA, COPA, XCOPA, the MLM corpus: nothing else; the model
-        # jobs once for each of the demo's two models.
-        "make_demo_dataset": 17, "write_labels": 2, "train_tokenizer": 2, "pretrain_mlm": 2,
-        "finetune_intermediate": 2 * 10, "finetune_target": 2 * 11 * 2, "predict_target": 2 * 11 * 2,
+        # 12 intermediate datasets, MNLI's translation, XNLI, SIQA, COPA, XCOPA, the MLM corpus:
+        # nothing else; the model jobs once for each of the demo's two models, whose 13 rows
+        # (the 11 of the matrix, mnli+mlm and mnli-translated) are all tested.
+        "make_demo_dataset": 18, "write_labels": 2, "train_tokenizer": 2, "pretrain_mlm": 2,
+        "finetune_intermediate": 2 * 12, "finetune_target": 2 * 13 * 2, "predict_target": 2 * 13 * 2,
         "bootstrap_reasoning_gains": 2, "make_reasoning_figure": 2, "make_reasoning_section": 2, "reasoning": 1,
-        "total": 17 + 2 + 2 * (1 + 1 + 10 + 22 + 22 + 3) + 1,
+        "total": 18 + 2 + 2 * (1 + 1 + 12 + 26 + 26 + 3) + 1,
     }
 
 
 def test_dry_run_of_the_reasoning_target_on_real_data(tmp_path):
     counts = job_counts(snakemake("-n", "reasoning", "--directory", str(tmp_path), "--config", "preset=paper").stdout)
-    assert counts["finetune_target"] == 11 * 2 * 3  # XNLI and XCOPA, three seeds
-    # Nine intermediate sources (ANLI R1-R3 share one archive, CCGbank is manual), XNLI, SIQA, COPA, XCOPA.
-    assert counts["download_source"] == 9 + 4
-    assert counts["convert_dataset"] == 16 and counts["write_labels"] == 2
+    assert counts["finetune_target"] == 16 * 2 * 3  # 16 rows (5 of them variants), XNLI and XCOPA, three seeds
+    # Nine intermediate sources (ANLI R1-R3 share one archive, CCGbank is manual), the two
+    # translations, XNLI, SIQA, COPA, XCOPA; the +MLM rows' corpus from the hub, one job per language.
+    assert counts["download_source"] == 9 + 2 + 4 and counts["download_corpus"] == 42
+    assert counts["convert_dataset"] == 16 + 3 and counts["write_labels"] == 2
     assert "score_run" not in counts and "embed_sentences" not in counts
 
 

@@ -41,8 +41,8 @@ PROFILE = ROOT / "profiles" / "slurm"
 SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
 # What the Snakefile declares `localrules` (plus `all`, which runs nothing): these jobs run on
 # the submit host, every other job goes through sbatch.
-LOCAL_RULES = {"make_demo_dataset", "write_labels", "score_run", "make_tables", "make_figure", "make_paper_inputs",
-               "make_compute_table", "make_language_figure", "compile_paper", "all"}
+LOCAL_RULES = {"make_demo_dataset", "write_labels", "score_run", "make_tables", "make_variant_tables", "make_figure",
+               "make_paper_inputs", "make_compute_table", "make_language_figure", "compile_paper", "all"}
 REQUIRED = os.environ.get("XSTILTS_SLURM") == "1"
 # The profile's first status check comes 40 s after a submission, right for jobs of hours; the
 # smoke grid's jobs take seconds. A CLI flag overrides that one profile entry.
@@ -51,6 +51,8 @@ FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]
 TIMEOUT_S = 1800
 FAILING = "squad"  # the target training the broken config makes fail
 BROKEN_CONFIG = {"targets": {"task_hparams": {FAILING: {"max_seq_length": 8}}}}
+# The smoke grid without its two variant rows (tests/test_workflow.py runs those): four encoders.
+NO_VARIANTS = {"intermediate": {"variants": {"mlm": {"tasks": []}, "translated": {"tasks": []}}}}
 
 
 def command(*args: str) -> dict:
@@ -212,15 +214,18 @@ def slurm_runs(cluster, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm")
     broken = base / "broken.yaml"
     broken.write_text(yaml.safe_dump(BROKEN_CONFIG))
+    plain = base / "no_variants.yaml"
+    plain.write_text(yaml.safe_dump(NO_VARIANTS))
     workdir, localdir = base / "slurm_run", base / "local_run"
-    expected = jobs_in(check(snakemake("--configfile", str(SMOKE), "-n", "--directory", str(base / "dry"))))
+    expected = jobs_in(check(snakemake("--configfile", str(SMOKE), str(plain), "-n", "--directory", str(base / "dry"))))
     # The local run uses the core that the SLURM runs leave idle (one fake GPU: one job at a time).
     with open(base / "local_run.log", "w") as local_log:
-        local = subprocess.Popen(**command("--configfile", str(SMOKE), "--cores", "1", "--directory", str(localdir)),
+        local = subprocess.Popen(**command("--configfile", str(SMOKE), str(plain), "--cores", "1", "--directory",
+                                           str(localdir)),
                                  stdout=local_log, stderr=subprocess.STDOUT)
         try:
             runs = {}
-            for name, configs in (("failing", [SMOKE, broken]), ("rerun", [SMOKE])):
+            for name, configs in (("failing", [SMOKE, plain, broken]), ("rerun", [SMOKE, plain])):
                 started = time.monotonic()
                 proc = snakemake("--profile", str(PROFILE), *FAST_POLL, "--configfile", *map(str, configs),
                                  "--directory", str(workdir))

@@ -304,6 +304,22 @@ def _expand_presets(presets: Any) -> Any:
     return out
 
 
+_MISSING = object()
+
+
+def _default(node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """The first ``default`` along a chain of ``$ref``s (a referring node's own default wins)."""
+    while True:
+        if "default" in node:
+            return node["default"]
+        if "$ref" not in node:
+            return _MISSING
+        target: Any = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+
+
 def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> Any:
     """``instance`` with every absent schema property that has a ``default`` filled in, recursively.
 
@@ -319,8 +335,9 @@ def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any]) -> 
         return instance
     out = dict(instance)
     for key, prop in node["properties"].items():
-        if key not in out and "default" in _resolve_ref(prop, root):
-            out[key] = copy.deepcopy(_resolve_ref(prop, root)["default"])
+        default = _default(prop, root)
+        if key not in out and default is not _MISSING:
+            out[key] = copy.deepcopy(default)
         if key in out:
             out[key] = fill_defaults(out[key], prop, root)
     return out
@@ -438,16 +455,16 @@ def _check_variants(exp: dict[str, Any]) -> None:
     variants = exp["intermediate"]["variants"]
     tasks = exp["intermediate"]["tasks"]
     for variant, settings in variants.items():
-        missing = [t for t in settings.get("tasks", []) if t not in tasks]
+        missing = [t for t in settings["tasks"] if t not in tasks]
         if missing:
             raise ConfigError(f"config: intermediate.variants.{variant}.tasks: {', '.join(missing)} is not in "
                               f"intermediate.tasks ({', '.join(tasks)}); a variant row is compared with its plain "
                               "task's row, so add the task there or drop it from the variant")
-    translated = variants.get("translated", {})
-    for task in translated.get("tasks", []):
+    translated = variants["translated"]
+    for task in translated["tasks"]:
         dataset = DATASETS[TRANSLATIONS[task]]
         available = keep_languages(exp, dataset.languages("train"))
-        wanted = translated.get("languages")
+        wanted = translated["languages"]
         if wanted is not None:
             unknown = [lang for lang in wanted if lang not in dataset.languages("train")]
             if unknown:

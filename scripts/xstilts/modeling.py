@@ -223,7 +223,12 @@ class MultiTaskModel(nn.Module):
         return cls(getattr(inner, inner.base_model_prefix), {task: model})
 
     def forward(self, task: str, **batch: torch.Tensor) -> Any:
-        return self.heads[task](**batch)
+        head = self.heads[task]
+        if "labels" in batch:
+            lm_head = masked_lm_head(head)
+            if lm_head is not None:
+                return masked_positions_loss(head, lm_head, **batch)
+        return head(**batch)
 
     def save_encoder(self, out_dir: str | Path, tokenizer: Any) -> None:
         """Save the shared encoder and tokenizer as a standard Hugging Face model folder."""
@@ -256,6 +261,46 @@ def _pretrained_head(encoder_source: str | Path | PretrainedConfig, fmt: str, co
                          "keeps training the model's own LM head, so it needs the released checkpoint with it "
                          "(e.g. the full model.safetensors of the hub repository), or drop this model's +MLM rows")
     return model
+
+
+def masked_lm_head(head: nn.Module) -> Any | None:
+    """The vocabulary head of a stock ``*ForMaskedLM`` model as a function hidden states ->
+    logits (XLM-R's ``lm_head``, BERT's and legacy DeBERTa-v2's ``cls``, DeBERTa-v2's
+    ``lm_predictions`` with the input embeddings it ties to); None for any other head."""
+    import inspect
+
+    inner = hf_model(head)
+    if not type(inner).__name__.endswith("ForMaskedLM"):
+        return None
+    base = getattr(inner, inner.base_model_prefix)
+    if getattr(inner.config, "legacy", True) is False and hasattr(inner, "lm_predictions"):
+        # DebertaV2ForMaskedLM's non-legacy head takes the word embeddings too (its forward).
+        return lambda hidden: inner.lm_predictions(hidden, base.embeddings.word_embeddings)
+    others = [m for name, m in inner.named_children() if name != inner.base_model_prefix]
+    if len(others) != 1:
+        return None
+    params = inspect.signature(others[0].forward).parameters.values()
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return others[0] if len(required) == 1 else None
+
+
+def masked_positions_loss(head: nn.Module, lm_head: Any, labels: torch.Tensor, **inputs: torch.Tensor) -> Any:
+    """The masked-LM loss with vocabulary logits at the masked positions only.
+
+    The stock head computes logits over the whole vocabulary at every position (for XLM-R Large,
+    250,002 x 1,024 per token: as much arithmetic as the encoder) and its cross entropy then
+    ignores the ~85 % of positions whose label is -100. This is the same loss (the mean over the
+    masked positions) from the masked positions' hidden states alone; no logits are returned."""
+    from transformers.modeling_outputs import MaskedLMOutput
+
+    from xstilts.features import IGNORE
+
+    inner = hf_model(head)
+    hidden = getattr(inner, inner.base_model_prefix)(**inputs)[0]
+    masked = labels != IGNORE
+    logits = lm_head(hidden[masked])
+    loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels[masked])
+    return MaskedLMOutput(loss=loss)
 
 
 def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:

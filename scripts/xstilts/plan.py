@@ -97,7 +97,7 @@ class Plan:
     # ---------------------------------------------------------------- variants (tasks.VARIANTS)
     def variant_tasks(self, variant: str) -> list[str]:
         """The intermediate tasks that get a ``variant`` encoder (``intermediate.variants.<variant>.tasks``)."""
-        return list(self.exp["intermediate"]["variants"].get(variant, {}).get("tasks", []))
+        return list(self.exp["intermediate"]["variants"][variant]["tasks"])
 
     def variant_rows(self, variant: str) -> list[tuple[str, str]]:
         """(variant encoder, plain task) of one variant, in ``intermediate.tasks`` order."""
@@ -117,12 +117,12 @@ class Plan:
         """Languages of a task's machine-translated training data that the translated variant trains on."""
         settings = self.exp["intermediate"]["variants"]["translated"]
         langs = self.keep(DATASETS[TRANSLATIONS[task]].languages("train"))
-        wanted = settings.get("languages")
+        wanted = settings["languages"]
         return [lang for lang in langs if wanted is None or lang in wanted]
 
     def mlm_languages(self) -> list[str]:
         """Corpus languages the +MLM variant trains on."""
-        wanted = self.exp["intermediate"]["variants"]["mlm"].get("languages")
+        wanted = self.exp["intermediate"]["variants"]["mlm"]["languages"]
         return [lang for lang in self.corpus_languages() if wanted is None or lang in wanted]
 
     def intermediate_sources(self, itask: str) -> tuple[list[Source], list[Source]]:
@@ -306,7 +306,7 @@ class Plan:
         }
         # Only variant jobs get the key: the plain jobs' params stay as they were.
         if variant is not None:
-            own = self.exp["intermediate"]["variants"][variant].get("hparams", {})
+            own = self.exp["intermediate"]["variants"][variant]["hparams"]
             job["hparams"] = {**job["hparams"], **own}
             job["task_hparams"] = {task: {**job["task_hparams"][task], **own}}
             train, dev = self.intermediate_sources(itask)
@@ -317,7 +317,7 @@ class Plan:
                 mlm = self.exp["intermediate"]["variants"]["mlm"]
                 job["variant"].update(
                     share=mlm["share"], selection=mlm["selection"], languages=self.mlm_languages(),
-                    hparams={**job["hparams"], **mlm.get("lm_hparams", {})})
+                    hparams={**job["hparams"], **mlm["lm_hparams"]})
         return job
 
     def adaptation(self, phase: str) -> dict[str, Any]:
