@@ -320,7 +320,7 @@ def test_a_rerun_redoes_only_what_failed(slurm_runs):
     assert all(s["values"]["training"] == FAILING for s in predicted)
     local = {rule for kind, rule, _, _ in jobs_in(rerun["output"]) if kind == "localrule"}
     # No data job again; the presentation rules redo what depends on the new scores.
-    assert local == {"score_run", "make_tables", "make_figure", *PAPER_JOBS, "all"}
+    assert local == {"score_run", "make_tables", "make_variant_tables", "make_figure", *PAPER_JOBS, "all"}
     # Every file the failing run wrote is untouched.
     for path, mtime in slurm_runs["failing"]["files"].items():
         assert path.stat().st_mtime_ns == mtime, path
