@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts import formats
-from xstilts.tasks import CHOICE, DATASETS, INTERMEDIATE_TASKS, PAIR, SPAN, TARGET_TASKS, TAGGING
+from xstilts.tasks import CHOICE, DATASETS, INTERMEDIATE_TRAINING_DATASETS, PAIR, SPAN, TARGET_TASKS, TAGGING
 
 #: The text that identifies an example, by format.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -34,13 +34,6 @@ def example_key(record: dict[str, Any], fmt: str) -> tuple[str, ...]:
     return tuple(norm(record[k]) for k in TEXT_FIELDS[fmt])
 
 
-def intermediate_training_datasets() -> list[str]:
-    """Every dataset an intermediate encoder trains on: the tasks' and their translations."""
-    names = {s.dataset for task in INTERMEDIATE_TASKS.values() for s in task.train}
-    names |= {name for name, d in DATASETS.items() if d.translation_of}
-    return [d for d in DATASETS if d in names]
-
-
 def overlap(data_root: str | Path) -> dict[str, list[str]]:
     """Target dev/test examples found in an intermediate training set, for the datasets present.
 
@@ -49,7 +42,7 @@ def overlap(data_root: str | Path) -> dict[str, list[str]]:
     """
     root = Path(data_root)
     seen: dict[str, set[tuple[str, ...]]] = {}
-    for name in intermediate_training_datasets():
+    for name in (d for d in DATASETS if d in INTERMEDIATE_TRAINING_DATASETS):
         fmt = DATASETS[name].format
         for lang in DATASETS[name].languages("train"):
             path = Path(formats.data_file(root, name, lang, "train"))

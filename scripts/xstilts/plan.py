@@ -14,6 +14,7 @@ from xstilts.tasks import (
     BASELINE,
     DATASETS,
     INTERMEDIATE_TASKS,
+    INTERMEDIATE_TRAINING_DATASETS,
     MULTITASK,
     REASONING_TARGETS,
     STAGE_TASKS,
@@ -28,10 +29,6 @@ from xstilts.tasks import (
     served_targets,
     variant_encoder,
 )
-
-
-#: Datasets an intermediate task trains on (their synthetic train split avoids evaluation text).
-INTERMEDIATE_TRAINING_DATASETS = frozenset(s.dataset for t in INTERMEDIATE_TASKS.values() for s in t.train)
 
 
 @dataclass
@@ -269,7 +266,7 @@ class Plan:
         }
         if DATASETS[dataset].translation_of:  # only translations read it: the others' params stay
             job["translation_noise"] = syn["translation_noise"]
-        if DATASETS[dataset].translation_of or dataset in INTERMEDIATE_TRAINING_DATASETS:
+        if dataset in INTERMEDIATE_TRAINING_DATASETS:
             # The targets of the same format whose dev/test examples the training set must not
             # hold (synthetic.generate drops chance repeats: xstilts.leakage).
             # Every language the run could evaluate them in (``languages``, not a target's own

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xstilts import formats
-from xstilts.tasks import BITEXT, CHOICE, DATASETS, INTERMEDIATE_TASKS, PAIR, PARALLEL, SPAN, TAGGING, TARGET_TASKS, TEXT
+from xstilts.tasks import BITEXT, CHOICE, DATASETS, INTERMEDIATE_TRAINING_DATASETS, PAIR, PARALLEL, SPAN, TAGGING, TARGET_TASKS, TEXT
 
 # --------------------------------------------------------------------------------------------
 # The English lexicon (the other languages are generated from it)
@@ -821,9 +821,6 @@ class SyntheticSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-#: Datasets intermediate encoders train on (their train split is kept free of evaluation text).
-_INTERMEDIATE_TRAINING = frozenset(s.dataset for t in INTERMEDIATE_TASKS.values() for s in t.train)
-
 #: Text fields of a translated record that translation noise may touch. Span QA: the question
 #: only, so the answers' character offsets into the context stay exact.
 NOISY_FIELDS: dict[str, tuple[str, ...]] = {PAIR: ("sentence1", "sentence2"), SPAN: ("question",)}
@@ -855,9 +852,9 @@ def _without_evaluation_text(records: list[dict[str, Any]], exclude: dict[str, A
     The synthetic world is small, so short examples repeat by chance across datasets; an
     intermediate training set (a translation included) never holds a target's evaluation text
     (``xstilts.leakage``)."""
-    from xstilts.leakage import example_key
+    from xstilts.leakage import TEXT_FIELDS, example_key
 
-    if fmt not in ("pair_classification", "span_qa", "multiple_choice", "tagging"):
+    if fmt not in TEXT_FIELDS:
         return records
     avoid = _evaluation_keys(exclude, fmt, lang, world, renderers, seed)
     return [r for r in records if example_key(r, fmt) not in avoid] if avoid else records
@@ -958,7 +955,7 @@ def generate(spec: SyntheticSpec, data_root: str | Path) -> list[str]:
                 elif fmt in (PAIR, CHOICE, SPAN, TAGGING):
                     prefix = f"{dataset}-{lang}-{split}"
                     records = _generate_records(dataset, renderers[lang], sampler, n, prefix)
-                    if split == "train" and dataset in _INTERMEDIATE_TRAINING:
+                    if split == "train" and dataset in INTERMEDIATE_TRAINING_DATASETS:
                         records = _without_evaluation_text(records, excluded, fmt, lang, world, renderers, spec.seed)
                     formats.write_jsonl(files["records"], records)
                 else:  # pragma: no cover - registry and generator out of sync

@@ -190,6 +190,12 @@ INTERMEDIATE_TASKS: dict[str, TrainingTask] = {
     ]
 }
 
+#: Every dataset an intermediate encoder trains on: the tasks' own and their translations (kept
+#: free of target evaluation text: xstilts.leakage, and the synthetic generator).
+INTERMEDIATE_TRAINING_DATASETS: frozenset[str] = frozenset(
+    {s.dataset for t in INTERMEDIATE_TASKS.values() for s in t.train}
+    | {d.name for d in DATASETS.values() if d.translation_of})
+
 #: Intermediate task -> the dataset holding its machine-translated training set (the
 #: translated-data variant; a task missing here has no public translation and no such variant).
 TRANSLATIONS: dict[str, str] = {d.translation_of: d.name for d in DATASETS.values() if d.translation_of}
