@@ -3,7 +3,8 @@
 #   snakemake --cores all                         # the default preset (embedded demo)
 #   snakemake --cores all --config preset=NAME    # another preset of config.yaml
 #
-# Data flows one way: canonical task data -> phase-1 encoder -> intermediate encoders ->
+# Data flows one way: canonical task data -> phase-1 encoder (and, with its tokenizer, the
+# tokenised features every training and prediction job reads) -> intermediate encoders ->
 # target models + predictions / retrieval embeddings -> per-run scores -> tables and figure.
 
 from snakemake.utils import min_version
@@ -34,6 +35,7 @@ configfile: f"{workflow.basedir}/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
+include: "rules/features.smk"
 include: "rules/intermediate.smk"
 include: "rules/target.smk"
 include: "rules/retrieval.smk"

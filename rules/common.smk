@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 
 from xstilts.codehash import Package
 from xstilts.config import ConfigError, resolve
+from xstilts.feature_cache import KEY_CHARS
 from xstilts.plan import Plan
 from xstilts.tasks import BASELINE, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
 
@@ -104,6 +105,9 @@ ENCODERS = f"{RESULTS}/encoders/{{model}}"
 TARGET_RUN = f"{RESULTS}/target/{{model}}/{{encoder}}/{{training}}/seed{{seed}}"
 TARGET_MODEL = f"{TARGET_RUN}/model"
 RETRIEVAL = f"{RESULTS}/retrieval/{{model}}/{{encoder}}"
+# One feature set, written by tokenize_dataset: a dataset's files encoded with the model's
+# tokenizer under one set of encoding settings, named by their digest (feature_cache.settings_key).
+FEATURES = f"{RESULTS}/features/{{model}}/{{dataset}}/{{settings}}"
 SCORES = f"{RESULTS}/scores/{{model}}/{{encoder}}/seed{{seed}}.json"
 TABLES = f"{RESULTS}/tables/{{model}}"
 FIGURES = f"{RESULTS}/figures/{{model}}"
@@ -162,6 +166,7 @@ wildcard_constraints:
     training=_alternatives(PLAN.trainings),
     target=_alternatives(PLAN.evaluated_targets),
     seed=r"\d+",
+    settings=rf"[0-9a-f]{{{KEY_CHARS}}}",
 
 
 def data_dirs(datasets):
@@ -191,6 +196,44 @@ def target_data(wildcards):
 def prediction_data(wildcards):
     """Dataset folders a prediction job reads test data from (every target the training serves)."""
     return data_dirs(model_plan(wildcards).predict_job(wildcards.training)["predict"])
+
+
+def tokenizer_dir(wildcards):
+    """The folder a model's tokenizer is read from: train_tokenizer's (model source pretrain, so
+    tokenisation runs beside phase-1 pretraining), else the phase-1 model folder (prepare_model).
+    Every later model folder saves the same tokenizer; the jobs reading features check that."""
+    if model_plan(wildcards).exp["model"]["source"] == "pretrain":
+        return for_model(rules.train_tokenizer.output[0], wildcards.model)
+    return f"{ENCODERS.format(model=wildcards.model)}/{BASELINE}"
+
+
+def feature_job(wildcards):
+    """Params of a tokenize_dataset job: the feature set's settings and items."""
+    try:
+        return model_plan(wildcards).feature_job(wildcards.dataset, wildcards.settings)
+    except KeyError:
+        folder = FEATURES.format(model=wildcards.model, dataset=wildcards.dataset, settings=wildcards.settings)
+        raise WorkflowError(f"{folder}: no job of this run reads a feature set "
+                            f"{wildcards.dataset}/{wildcards.settings} of model {wildcards.model}") from None
+
+
+def feature_data(wildcards):
+    """Dataset folders a tokenize_dataset job reads."""
+    from xstilts.feature_cache import job_datasets
+
+    return data_dirs(job_datasets(feature_job(wildcards)))
+
+
+def feature_dirs(kind):
+    """Input function: the feature folders (rule tokenize_dataset) a job of ``kind`` (intermediate,
+    target, predict) reads."""
+
+    def folders(wildcards):
+        name = wildcards.itask if kind == "intermediate" else wildcards.training
+        return [FEATURES.format(model=wildcards.model, dataset=d, settings=k)
+                for d, k in model_plan(wildcards).feature_inputs(kind, name)]
+
+    return folders
 
 
 def prediction_folder(model, encoder, target, seed):
@@ -363,6 +406,8 @@ def all_benchmarks(model):
     jobs = []
     if PLAN.for_model(model).exp["model"]["source"] == "pretrain":
         jobs += [(r, benchmark_path(r, model)) for r in ("train_tokenizer", "pretrain_mlm")]
+    jobs += [("tokenize_dataset", benchmark_path("tokenize_dataset", model, d, k))
+             for d, k in PLAN.for_model(model).feature_sets()]
     jobs += [("finetune_intermediate", benchmark_path("finetune_intermediate", model, i)) for i in PLAN.itasks]
     for name in ("finetune_target", "predict_target"):
         jobs += [(name, benchmark_path(name, model, e, t, f"seed{s}")) for e, t, s in target_run_keys()]
@@ -377,3 +422,33 @@ def all_benchmarks(model):
 def gpu_rules():
     """Rules that ask for a GPU (resources gpu=...): their jobs count as GPU-hours."""
     return sorted(r.name for r in workflow.rules if "gpu" in r.resources)
+
+
+# ------------------------------------------------------------------------- resource requests
+# Each model-dependent job asks for the memory and time its model and data need (xstilts.cost:
+# the cost model of scripts/estimate_grid.py, measured throughput where benchmarks/training/
+# holds a record for the model), times the attempt. A profile's `set-resources` overrides them.
+def _sizing():
+    from xstilts.cost import BENCH_DIR, BenchRecordError, Cost, Sizing, bench_records
+    from xstilts.cost import DEFAULT_INFER_FLOOR_MS, DEFAULT_TFLOPS, DEFAULT_TRAIN_FLOOR_MS
+
+    try:
+        records = bench_records(Path(workflow.basedir) / BENCH_DIR)
+    except BenchRecordError as error:
+        raise WorkflowError(str(error)) from None
+    cost = Cost(DEFAULT_TFLOPS, DEFAULT_TRAIN_FLOOR_MS, DEFAULT_INFER_FLOOR_MS, records=records)
+    # A hub model without a known shape is read from its download once rule download_model has run.
+    return Sizing(EXP, cost, models_dir="resources/models")
+
+
+SIZING = _sizing()
+
+
+def job_mem_mb(rule):
+    """resources mem_mb of a rule's jobs: host memory for the job's model and data, x attempt."""
+    return lambda wildcards, attempt: SIZING.mem_mb(rule, attempt=attempt, **dict(wildcards.items()))
+
+
+def job_runtime(rule):
+    """resources runtime (minutes) of a rule's jobs: estimated time x a safety factor, x attempt."""
+    return lambda wildcards, attempt: SIZING.runtime(rule, attempt=attempt, **dict(wildcards.items()))

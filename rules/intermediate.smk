@@ -9,6 +9,7 @@ rule finetune_intermediate:
     input:
         encoder=f"{ENCODERS}/{BASELINE}",
         data=intermediate_data,
+        features=feature_dirs("intermediate"),
     output:
         encoder=directory(f"{ENCODERS}/{{itask}}"),
         metrics=f"{RESULTS}/intermediate/{{model}}/{{itask}}/metrics.json",
@@ -25,8 +26,8 @@ rule finetune_intermediate:
     resources:
         gpu=1,
         cpus_per_gpu=lambda wildcards, threads: threads,
-        mem_mb=lambda wildcards, attempt: 32000 * attempt,
-        runtime=lambda wildcards, attempt: 960 * attempt,
+        mem_mb=job_mem_mb("finetune_intermediate"),
+        runtime=job_runtime("finetune_intermediate"),
     conda:
         CONDA_ENV
     script:

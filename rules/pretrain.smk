@@ -57,8 +57,8 @@ if PLAN.models_from("pretrain"):
         resources:
             gpu=1,
             cpus_per_gpu=lambda wildcards, threads: threads,
-            mem_mb=lambda wildcards, attempt: 16000 * attempt,
-            runtime=lambda wildcards, attempt: 240 * attempt,
+            mem_mb=job_mem_mb("pretrain_mlm"),
+            runtime=job_runtime("pretrain_mlm"),
         conda:
             CONDA_ENV
         script:
@@ -97,8 +97,8 @@ if PLAN.models_from("hub"):
             log_path("prepare_model", "{model}"),
         threads: 1
         resources:
-            mem_mb=8000,
-            runtime=30,
+            mem_mb=job_mem_mb("prepare_model"),
+            runtime=job_runtime("prepare_model"),
         conda:
             CONDA_ENV
         script:

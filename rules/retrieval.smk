@@ -23,8 +23,8 @@ rule embed_sentences:
     resources:
         gpu=1,
         cpus_per_gpu=lambda wildcards, threads: threads,
-        mem_mb=lambda wildcards, attempt: 32000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
+        mem_mb=job_mem_mb("embed_sentences"),
+        runtime=job_runtime("embed_sentences"),
     conda:
         CONDA_ENV
     script:
@@ -47,8 +47,8 @@ rule mine_bucc:
         benchmark_path("mine_bucc", "{model}", "{encoder}")
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=lambda wildcards, attempt: 600 * attempt,
+        mem_mb=job_mem_mb("mine_bucc"),
+        runtime=job_runtime("mine_bucc"),
     conda:
         CONDA_ENV
     script:

@@ -12,6 +12,7 @@ rule finetune_target:
     input:
         encoder=encoder_dir,
         data=target_data,
+        features=feature_dirs("target"),
     output:
         model=directory(TARGET_MODEL) if PLAN.keep_models else temp(directory(TARGET_MODEL)),
         metrics=f"{TARGET_RUN}/metrics.json",
@@ -28,8 +29,8 @@ rule finetune_target:
     resources:
         gpu=1,
         cpus_per_gpu=lambda wildcards, threads: threads,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=lambda wildcards, attempt: 720 * attempt,
+        mem_mb=job_mem_mb("finetune_target"),
+        runtime=job_runtime("finetune_target"),
     conda:
         CONDA_ENV
     script:
@@ -40,6 +41,7 @@ rule predict_target:
     input:
         model=TARGET_MODEL,
         data=prediction_data,
+        features=feature_dirs("predict"),
     output:
         predictions=directory(f"{TARGET_RUN}/predictions"),
         record=f"{TARGET_RUN}/predict.json",
@@ -55,8 +57,8 @@ rule predict_target:
     resources:
         gpu=1,
         cpus_per_gpu=lambda wildcards, threads: threads,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=job_mem_mb("predict_target"),
+        runtime=job_runtime("predict_target"),
     conda:
         CONDA_ENV
     script:

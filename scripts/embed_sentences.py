@@ -10,4 +10,5 @@ def main() -> None:
                              snakemake.threads)
 
 
-pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main,  # noqa: F821
+                  gpus=snakemake.resources.get("gpu", 0))  # noqa: F821

@@ -13,4 +13,5 @@ def main() -> None:
                           snakemake.output.metrics, snakemake.params.checkpoint_dir, snakemake.threads)
 
 
-pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main)  # noqa: F821
+pipeline.run_rule(snakemake.rule, snakemake.log, snakemake.input, snakemake.output, snakemake.params, main,  # noqa: F821
+                  gpus=snakemake.resources.get("gpu", 0))  # noqa: F821

@@ -55,7 +55,7 @@ def env():
             "XSTILTS_NO_PARENT_WATCH": ""}
 
 
-def wait_for(predicate, seconds=10.0):
+def wait_for(predicate, seconds: float = 20.0) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if predicate():

@@ -50,6 +50,10 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
         "download_model": 1,
         "prepare_model": 1,
         "write_labels": 10,                             # nine XTREME targets and XCOPA
+        # Every dataset a job encodes, once (23: all but BUCC, Tatoeba, the corpus and SQuAD's
+        # translation), SQuAD v1.1 in English and translated (its windows are encoded as one set),
+        # and the corpus's LM and dev lines.
+        "tokenize_dataset": 23 + 1 + 2,
         "finetune_intermediate": ENCODERS - 1,
         "finetune_target": ENCODERS * TRAININGS * SEEDS,
         "embed_sentences": ENCODERS,
@@ -59,7 +63,7 @@ def test_dry_run_lists_the_whole_grid_offline(tmp_path):
     }
     # Presentation rules (tables, figures, paper) may be added without changing the grid.
     assert {rule: counts.get(rule) for rule in expected} == expected
-    assert counts["finetune_target"] == 336 and sum(expected.values()) == 551
+    assert counts["finetune_target"] == 336 and sum(expected.values()) == 551 + 26
     assert counts["predict_target"] == 336  # one prediction job per fine-tuned model
     assert counts["make_variant_tables"] == 1
     # The reasoning analysis (XNLI and XCOPA) is part of the paper grid.

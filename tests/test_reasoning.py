@@ -200,11 +200,13 @@ def test_dry_run_of_the_reasoning_target_on_the_demo(tmp_path):
     assert counts == {
         # 12 intermediate datasets, MNLI's translation, XNLI, SIQA, COPA, XCOPA, the MLM corpus:
         # nothing else; the model jobs once for each of the demo's two models, whose 13 rows
-        # (the 11 of the matrix, mnli+mlm and mnli-translated) are all tested.
+        # (the 11 of the matrix, mnli+mlm and mnli-translated) are all tested. Each model tokenises
+        # those datasets but the corpus once (17), and the corpus's LM and dev lines (2).
         "make_demo_dataset": 18, "write_labels": 2, "train_tokenizer": 2, "pretrain_mlm": 2,
+        "tokenize_dataset": 2 * (17 + 2),
         "finetune_intermediate": 2 * 12, "finetune_target": 2 * 13 * 2, "predict_target": 2 * 13 * 2,
         "bootstrap_reasoning_gains": 2, "make_reasoning_figure": 2, "make_reasoning_section": 2, "reasoning": 1,
-        "total": 18 + 2 + 2 * (1 + 1 + 12 + 26 + 26 + 3) + 1,
+        "total": 18 + 2 + 2 * (1 + 1 + 19 + 12 + 26 + 26 + 3) + 1,
     }
 
 

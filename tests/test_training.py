@@ -37,6 +37,23 @@ def task_data(name, params, tiny_bench, tokenizer, intermediate=True):
     return pipeline._task_data(task, params, tiny_bench, tokenizer, task.dev)
 
 
+def preempt_at_step_5(monkeypatch, run) -> None:
+    """``run()`` (a training with a checkpoint at step 4) preempted at its 5th optimizer step."""
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def preempt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the checkpoint at step 4
+            raise KeyboardInterrupt("preempted")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", preempt)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+
+
 def test_steps_follow_jiant(tiny_bench, tokenizer):
     assert training.steps_for(100, {"batch_size": 4, "grad_accum": 8, "epochs": 2}) == 8  # 2 x ceil(100/32)
     assert training.steps_for(100, {"batch_size": 4, "grad_accum": 8, "epochs": 0.5}) == 2
@@ -131,19 +148,7 @@ def test_resume_after_preemption_matches_an_uninterrupted_run(grouping, tiny_ben
     full = fresh()
     training.train(full, [data], tokenizer, params, 0, tmp_path / "a", "fp")
 
-    calls = {"n": 0}
-    original = torch.optim.AdamW.step
-
-    def preempt(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:  # after the checkpoint at step 4
-            raise KeyboardInterrupt("preempted")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", preempt)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(fresh(), [data], tokenizer, params, 0, tmp_path / "b", "fp")
-    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+    preempt_at_step_5(monkeypatch, lambda: training.train(fresh(), [data], tokenizer, params, 0, tmp_path / "b", "fp"))
     resumed = fresh()
     result = training.train(resumed, [data], tokenizer, params, 0, tmp_path / "b", "fp")
     assert result["steps"] == 6

@@ -1,9 +1,10 @@
 """The Snakemake workflow itself: lint, the demo grid's job counts, and a real run of a reduced grid.
 
-The reduced run (tests/configs/smoke.yaml over config.yaml) executes the same DAG as the demo
-in a temporary directory, twice, and checks finite tables, English XNLI accuracy clearly above
-chance, byte-identical tables across the two runs, and `xstilts evaluate` on the DAG's own
-prediction folders.
+The reduced run (tests/configs/smoke.yaml and smoke_quick.yaml over config.yaml) executes the
+same DAG as the demo in a temporary directory, twice, and checks finite tables, English XNLI
+accuracy clearly above chance, byte-identical tables across the two runs, and `xstilts evaluate`
+on the DAG's own prediction folders. The other phase-1 architectures run side by side on a
+minimal grid (tests/configs/smoke_models.yaml).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from xstilts.paper_build import toolchain_available
 from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
+# The reduced grid (tests/configs/smoke.yaml) with fewer XNLI epochs (smoke_quick.yaml says why).
+SMOKE = ("--configfile", *(str(ROOT / "tests" / "configs" / name) for name in ("smoke.yaml", "smoke_quick.yaml")))
 # The smoke config's run and model name its result tree (rules/common.smk builds the paths).
 RUN = "results/smoke"
 TABLES = f"{RUN}/tables/xlmr-smoke"
@@ -74,6 +76,9 @@ def test_dry_run_of_the_demo_grid(tmp_path):
     per_model = {
         "train_tokenizer": 1,
         "pretrain_mlm": 1,
+        # One feature set per dataset that a training or prediction job encodes (the 26 datasets
+        # less BUCC, Tatoeba and the corpus), and two of the corpus (mnli+mlm's LM and dev lines).
+        "tokenize_dataset": 23 + 2,
         "finetune_intermediate": encoders - 1,
         "finetune_target": encoders * len(TARGET_TRAININGS) * 1,  # one seed in the demo
         "predict_target": encoders * len(TARGET_TRAININGS) * 1,
@@ -94,7 +99,8 @@ def test_dry_run_of_the_demo_grid(tmp_path):
     shared = {"make_demo_dataset": len(DATASETS) - 1, "write_labels": len(TARGET_TASKS), "make_model_comparison": 1, "all": 1}
     expected = {**shared, **{rule: models * n for rule, n in per_model.items()}}
     assert counts == {**expected, "total": sum(expected.values())}
-    assert sum(expected.values()) == 26 + 10 + 1 + 1 + models * (2 + 12 + 2 * 91 + 3 * 13 + 13 + 3 + 3 + len(PAPER_JOBS))
+    assert sum(expected.values()) == 26 + 10 + 1 + 1 + models * (2 + 25 + 12 + 2 * 91 + 3 * 13 + 13 + 3 + 3
+                                                              + len(PAPER_JOBS))
 
 
 def test_more_seeds_multiply_only_phase_3(tmp_path):
@@ -118,35 +124,78 @@ def smoke_runs(tmp_path_factory):
 
     smoke_runs[0] holds results/smoke; smoke_runs[1] holds the copy of results/smoke and
     results/smoke2, computed from scratch (so byte identity across runs is checked on them).
-    The first run's jobs fork from the pre-imported worker (the default), the second's run each in
-    a process of its own (XSTILTS_NO_WORKER=1): byte identity covers the worker too.
+    Both runs' jobs fork from the pre-imported worker (the default); `own_process_reruns` runs
+    some of them again, each in a process of its own.
     """
     first = tmp_path_factory.mktemp("run1")
-    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(first))
+    snakemake(*SMOKE, "--cores", "2", "--directory", str(first))
     second = tmp_path_factory.mktemp("run2") / "copy"
     shutil.copytree(first, second, symlinks=True)  # copy2: modification times kept
     SMOKE_STATE["copied"] = {p: p.stat().st_mtime_ns for p in (second / RUN).rglob("*")}
-    SMOKE_STATE["copy_dry_run"] = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(second)).stdout
-    snakemake("--configfile", str(SMOKE), "--cores", "2", "--directory", str(second), "--config", "run=smoke2",
-              env={"XSTILTS_NO_WORKER": "1"})
+    SMOKE_STATE["copy_dry_run"] = snakemake(*SMOKE, "-n", "--directory", str(second)).stdout
+    snakemake(*SMOKE, "--cores", "2", "--directory", str(second), "--config", "run=smoke2")
     return [first, second]
 
 
 SMOKE_STATE: dict = {}
 RUN2 = "results/smoke2"
+# One job of each kind that runs torch and transformers, all on the baseline encoder: tokenising
+# (UD-POS's features), training and prediction (its UD-POS model) and sentence embedding.
+OWN_PROCESS_JOBS = {"tokenize_dataset": 1, "finetune_target": 1, "predict_target": 1, "embed_sentences": 1}
+
+
+@pytest.fixture(scope="module")
+def own_process_reruns(smoke_runs, tmp_path_factory):
+    """The first run copied (times kept), and OWN_PROCESS_JOBS run again there (`--forcerun`), each
+    in a process of its own (XSTILTS_NO_WORKER=1). Returns the copy, the outputs run again
+    (paths in the working directory) and snakemake's output."""
+    first = smoke_runs[0]
+    copy = tmp_path_factory.mktemp("own_process") / "copy"
+    shutil.copytree(first, copy, symlinks=True)
+    features = next(p for p in (first / RUN / "features/xlmr-smoke/udpos").iterdir() if not p.name.startswith("."))
+    udpos = f"{RUN}/target/xlmr-smoke/baseline/udpos/seed0"
+    outputs = [features.relative_to(first).as_posix(), f"{udpos}/model", f"{udpos}/metrics.json",
+               f"{udpos}/predictions", f"{udpos}/predict.json", f"{RUN}/embeddings/xlmr-smoke/baseline"]
+    proc = snakemake(*SMOKE, "--cores", "2", "--directory", str(copy), *outputs,
+                     "--forcerun", *outputs, env={"XSTILTS_NO_WORKER": "1"})
+    return copy, outputs, proc.stdout + proc.stderr
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file of an output (a file, or a folder and its subfolders) without the manifests, job
+    locks and Snakemake time stamps of its jobs (their names start with a dot)."""
+    if folder.is_file():
+        return {folder.name: folder.read_bytes()}
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
 
 
 @pytest.mark.workflow
-def test_the_first_runs_jobs_ran_in_the_worker_and_the_seconds_in_their_own_processes(smoke_runs):
-    first, second = smoke_runs
-    worker_log = (first / "logs/smoke/worker.log").read_text()
-    assert "refused" not in worker_log
-    forked = re.findall(r"job pid \d+: \S+\.snakemake/scripts/\S+\.(\w+)\.py", worker_log)
-    job_logs = sorted((first / "logs/smoke").glob("*/**/*.log"))
-    # Every job of the grid but `all` (no script) forked, and each ended well, with its usage logged.
-    assert len(forked) == len(job_logs) == worker_log.count("exited with 0: ") > 40, (len(forked), len(job_logs))
-    assert Counter(forked) == Counter(p.relative_to(first / "logs/smoke").parts[0] for p in job_logs)
-    assert not (second / "logs/smoke2/worker.log").exists()
+def test_the_runs_jobs_ran_in_the_worker_and_the_reruns_in_their_own_processes(smoke_runs, own_process_reruns):
+    for workdir, run in zip(smoke_runs, ("smoke", "smoke2")):
+        worker_log = (workdir / f"logs/{run}/worker.log").read_text()
+        assert "refused" not in worker_log, run
+        forked = re.findall(r"job pid \d+: \S+\.snakemake/scripts/\S+\.(\w+)\.py", worker_log)
+        job_logs = sorted((workdir / f"logs/{run}").glob("*/**/*.log"))
+        # Every job of the grid but `all` (no script) forked, and each ended well, with its usage logged.
+        assert len(forked) == len(job_logs) == worker_log.count("exited with 0: ") > 40, (run, len(job_logs))
+        assert Counter(forked) == Counter(p.relative_to(workdir / f"logs/{run}").parts[0] for p in job_logs)
+    # The reruns: exactly the chosen jobs, and no worker (its log is the first run's, as copied).
+    copy, _, output = own_process_reruns
+    assert job_counts(output) == {**OWN_PROCESS_JOBS, "total": sum(OWN_PROCESS_JOBS.values())}
+    assert "No job worker (XSTILTS_NO_WORKER is set)" in output
+    assert (copy / "logs/smoke/worker.log").read_bytes() == (smoke_runs[0] / "logs/smoke/worker.log").read_bytes()
+
+
+@pytest.mark.workflow
+def test_jobs_in_their_own_processes_write_the_bytes_they_write_in_the_worker(smoke_runs, own_process_reruns):
+    copy, outputs, _ = own_process_reruns
+    for output in outputs:
+        ours, theirs = tree(copy / output), tree(smoke_runs[0] / output)
+        assert ours and ours.keys() == theirs.keys(), output
+        assert [name for name in ours if ours[name] != theirs[name]] == [], output
+        # ... and were written again, not left as copied.
+        assert (copy / output).stat().st_mtime_ns > (smoke_runs[0] / output).stat().st_mtime_ns, output
 
 
 @pytest.mark.workflow
@@ -164,7 +213,7 @@ def test_two_runs_in_one_directory_keep_their_own_files(smoke_runs):
     assert sorted(p.name for p in (second / "benchmarks").iterdir()) == ["smoke", "smoke2"]
     # ... and both are up to date.
     for run in ("smoke", "smoke2"):
-        proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(second), "--config", f"run={run}")
+        proc = snakemake(*SMOKE, "-n", "--directory", str(second), "--config", f"run={run}")
         assert "Nothing to be done" in proc.stdout + proc.stderr, run
 
 
@@ -266,14 +315,14 @@ def test_every_number_traces_to_its_files(smoke_runs):
 
 @pytest.mark.workflow
 def test_rerun_has_nothing_to_do(smoke_runs):
-    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]))
+    proc = snakemake(*SMOKE, "-n", "--directory", str(smoke_runs[0]))
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow
 def test_changing_one_value_reruns_only_the_jobs_it_affects(smoke_runs):
     # Snakemake's params trigger: XNLI's learning rate is a param of XNLI's fine-tuning jobs only.
-    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]),
+    proc = snakemake(*SMOKE, "-n", "--directory", str(smoke_runs[0]),
                      "--config", 'targets={"task_hparams": {"xnli": {"learning_rate": "1e-3"}}}')
     # baseline, mnli, squad_v1, multitask, mnli+mlm, mnli-translated in tests/configs/smoke.yaml; one seed
     encoders = 6
@@ -305,7 +354,7 @@ def rerun_jobs(output: str) -> dict[str, list[str]]:
     ('targets={"languages": {"xnli": ["en", "de", "ru"]}}', "xnli"),
 ])
 def test_prediction_settings_rerun_prediction_never_training(smoke_runs, override, training):
-    proc = snakemake("--configfile", str(SMOKE), "-n", "--directory", str(smoke_runs[0]), "--config", override)
+    proc = snakemake(*SMOKE, "-n", "--directory", str(smoke_runs[0]), "--config", override)
     counts = job_counts(proc.stdout)
     encoders = 6
     assert counts["predict_target"] == encoders and counts["score_run"] == encoders
@@ -326,7 +375,7 @@ def test_changing_a_caption_or_the_plot_style_reruns_only_presentation(smoke_run
     captions.write_text(captions.read_text().replace("Change over the baseline", "Gain over the baseline"))
     style = copy / "paper/figures.mplstyle"
     style.write_text(style.read_text() + "axes.grid: True\n")
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), "--configfile", str(SMOKE), "-n",
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), *SMOKE, "-n",
                            "--directory", str(smoke_runs[0])], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
@@ -349,7 +398,7 @@ def insert_statement(module: Path, function: str, statement: str) -> None:
 
 
 def dry_run_with(copy: Path, workdir: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), "--configfile", str(SMOKE), "-n",
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), *SMOKE, "-n",
                            "--directory", str(workdir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -436,7 +485,7 @@ def test_paper_inputs_are_identical_across_runs(smoke_runs):
 @pytest.mark.workflow
 def test_html_report_is_self_contained_with_captions(smoke_runs):
     report = smoke_runs[0] / "report.html"
-    snakemake("--configfile", str(SMOKE), "--report", str(report), "--directory", str(smoke_runs[0]))
+    snakemake(*SMOKE, "--report", str(report), "--directory", str(smoke_runs[0]))
     html = report.read_text()
     assert "The main result: intermediate task (rows)" in html  # paper/report/matrix.rst
     assert "Per-language change over the baseline" in html      # paper/report/language_gains.rst
@@ -446,7 +495,7 @@ def test_html_report_is_self_contained_with_captions(smoke_runs):
 @pytest.mark.workflow
 def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
     def deletable(*config: str) -> list[str]:
-        proc = snakemake("--configfile", str(SMOKE), "--delete-temp-output", "-n", "--directory", str(smoke_runs[0]),
+        proc = snakemake(*SMOKE, "--delete-temp-output", "-n", "--directory", str(smoke_runs[0]),
                          *config)
         return sorted(line.split()[-1] for line in (proc.stdout + proc.stderr).splitlines()
                       if line.startswith("Would delete"))
@@ -456,57 +505,52 @@ def test_keep_models_false_makes_the_fine_tuned_models_temporary(smoke_runs):
     assert len(models) == 6 * 3 and all(m.startswith(f"{RUN}/target/") and m.endswith("/model") for m in models)
 
 
-# Other phase-1 architectures (a model's pretrain.architecture) on a minimal grid, one run each;
-# the decoder runs beside an XLM-R model (two models through the real DAG, one run).
-# architecture -> (config, run, model, tokenizer class)
-MODELS_CONFIG = "smoke_models.yaml"
-ARCHITECTURE_CONFIGS = {
-    "bert": ("smoke_bert.yaml", "smoke-bert", "bert-smoke", "BertTokenizer"),
-    "deberta-v2": ("smoke_deberta.yaml", "smoke-deberta", "deberta-smoke", "DebertaV2Tokenizer"),
-    "qwen2": (MODELS_CONFIG, "smoke-models", "qwen2-smoke", "Qwen2Tokenizer"),
+# The other phase-1 architectures (a model's pretrain.architecture) side by side on a minimal grid,
+# in one run (tests/configs/smoke_models.yaml): two encoders and a decoder through the real DAG.
+MODELS_CONFIG = ROOT / "tests" / "configs" / "smoke_models.yaml"
+MODELS_RUN = "results/smoke-models"
+# model -> (architecture, family, tokenizer class), in the config's order
+ARCHITECTURE_MODELS = {
+    "bert-smoke": ("bert", "encoder", "BertTokenizer"),
+    "deberta-smoke": ("deberta-v2", "encoder", "DebertaV2Tokenizer"),
+    "qwen2-smoke": ("qwen2", "decoder", "Qwen2Tokenizer"),
 }
-_RUNS: dict[str, Path] = {}
 
 
-def _workflow_run(config: str, tmp_path_factory) -> Path:
-    """The working directory of one run of a test config (each config runs once per session)."""
-    if config not in _RUNS:
-        workdir = tmp_path_factory.mktemp(Path(config).stem)
-        snakemake("--configfile", str(ROOT / "tests" / "configs" / config), "--cores", "2", "--directory", str(workdir))
-        _RUNS[config] = workdir
-    return _RUNS[config]
-
-
-@pytest.fixture(scope="module", params=list(ARCHITECTURE_CONFIGS))
-def architecture_run(request, tmp_path_factory):
-    config, run, model, tokenizer = ARCHITECTURE_CONFIGS[request.param]
-    return request.param, model, tokenizer, _workflow_run(config, tmp_path_factory) / "results" / run
+@pytest.fixture(scope="module")
+def models_run(tmp_path_factory) -> Path:
+    """The working directory of one run of tests/configs/smoke_models.yaml."""
+    workdir = tmp_path_factory.mktemp("smoke_models")
+    snakemake("--configfile", str(MODELS_CONFIG), "--cores", "2", "--directory", str(workdir))
+    return workdir
 
 
 @pytest.mark.workflow
-def test_two_models_side_by_side(tmp_path_factory):
-    """An encoder and a decoder on the same grid: own results each, one comparison across them."""
+def test_models_side_by_side(models_run):
+    """Encoders and a decoder on the same grid: own results each, one comparison across them."""
+    from itertools import combinations
+
     from xstilts.modeling import model_family
     from transformers import AutoConfig
 
-    workdir = _workflow_run(MODELS_CONFIG, tmp_path_factory)
-    run = workdir / "results" / "smoke-models"
-    matrices = {m: pd.read_csv(run / f"tables/{m}/matrix.csv", index_col=0) for m in ("xlmr-smoke", "qwen2-smoke")}
-    assert matrices["xlmr-smoke"].index.equals(matrices["qwen2-smoke"].index)
-    assert matrices["xlmr-smoke"].columns.equals(matrices["qwen2-smoke"].columns)
-    assert not matrices["xlmr-smoke"].equals(matrices["qwen2-smoke"])  # two models, not one twice
+    run = models_run / MODELS_RUN
+    matrices = {m: pd.read_csv(run / f"tables/{m}/matrix.csv", index_col=0) for m in ARCHITECTURE_MODELS}
+    for a, b in combinations(matrices, 2):
+        assert matrices[a].index.equals(matrices[b].index) and matrices[a].columns.equals(matrices[b].columns)
+        assert not matrices[a].equals(matrices[b]), (a, b)  # different models, not one twice
     # Each model's jobs ran with its own settings: the decoder's sentence embeddings pool the last
-    # token (its entry's retrieval.pooling), the encoder's the mean (the experiment's).
-    for model, pooling in (("qwen2-smoke", "last pooling"), ("xlmr-smoke", "mean pooling")):
-        log = (workdir / f"logs/smoke-models/embed_sentences/{model}/baseline.log").read_text()
+    # token (its entry's retrieval.pooling), the encoders' the mean (the experiment's).
+    for model, (_, family, _) in ARCHITECTURE_MODELS.items():
+        pooling = "last pooling" if family == "decoder" else "mean pooling"
+        log = (models_run / f"logs/smoke-models/embed_sentences/{model}/baseline.log").read_text()
         assert f"encoders/{model}/baseline: " in log and pooling in log, (model, log)
     families = {m: model_family(AutoConfig.from_pretrained(run / f"encoders/{m}/baseline", local_files_only=True))
                 for m in matrices}
-    assert families == {"xlmr-smoke": "encoder", "qwen2-smoke": "decoder"}
+    assert families == {m: family for m, (_, family, _) in ARCHITECTURE_MODELS.items()}
 
     # The comparison: every gain is the model's own matrix cell minus its own baseline.
     frame = pd.read_csv(run / "comparison/models.csv")
-    assert list(dict.fromkeys(frame["model"])) == ["xlmr-smoke", "qwen2-smoke"]
+    assert list(dict.fromkeys(frame["model"])) == list(ARCHITECTURE_MODELS)
     assert dict(zip(frame["model"], frame["family"])) == families
     for model, matrix in matrices.items():
         rows = frame[(frame["model"] == model) & (frame["row"] == "intermediate")]
@@ -530,10 +574,12 @@ def test_two_models_side_by_side(tmp_path_factory):
 
 
 @pytest.mark.workflow
-def test_other_architectures_run_end_to_end(architecture_run):
+@pytest.mark.parametrize("model", ARCHITECTURE_MODELS)
+def test_other_architectures_run_end_to_end(models_run, model):
     from transformers import AutoConfig, AutoTokenizer
 
-    architecture, model, tokenizer_class, run = architecture_run
+    architecture, _, tokenizer_class = ARCHITECTURE_MODELS[model]
+    run = models_run / MODELS_RUN
     matrix = pd.read_csv(run / f"tables/{model}/matrix.csv", index_col=0)
     assert list(matrix.index) == ["baseline", "mnli"]
     assert list(matrix.columns) == ["xnli", "xquad", "tatoeba", "avg"]
@@ -553,20 +599,19 @@ def test_other_architectures_run_end_to_end(architecture_run):
 
 
 @pytest.mark.workflow
-def test_one_models_override_reruns_only_that_models_jobs(tmp_path_factory, tmp_path):
+def test_one_models_override_reruns_only_that_models_jobs(models_run, tmp_path):
     # The decoder's phase-3 learning rate: its fine-tuning jobs and what depends on them, and the
-    # comparison; of the encoder only its paper, which shows the comparison.
-    workdir = _workflow_run(MODELS_CONFIG, tmp_path_factory)
-    config = yaml.safe_load((ROOT / "tests" / "configs" / MODELS_CONFIG).read_text())
-    config["models"][1]["targets"] = {"hparams": {"learning_rate": 1.0e-3}}
+    # comparison; of the other models only their papers, which show the comparison.
+    config = yaml.safe_load(MODELS_CONFIG.read_text())
+    decoder = next(m for m in config["models"] if m["name"] == "qwen2-smoke")
+    decoder["targets"] = {"hparams": {"learning_rate": 1.0e-3}}
     override = tmp_path / "override.yaml"
     override.write_text(yaml.safe_dump({"models": config["models"]}))
-    proc = snakemake("--configfile", str(ROOT / "tests" / "configs" / MODELS_CONFIG), str(override), "-n",
-                     "--directory", str(workdir))
+    proc = snakemake("--configfile", str(MODELS_CONFIG), str(override), "-n", "--directory", str(models_run))
     jobs = rerun_jobs(proc.stdout)
     outputs = [o for rule, paths in jobs.items() if rule != "compile_paper" for o in paths]
-    assert outputs and not any("xlmr-smoke" in o for o in outputs), outputs
-    assert len(jobs.get("compile_paper", [])) == (2 if TEX else 0)
+    assert outputs and not any(m in o for o in outputs for m in ARCHITECTURE_MODELS if m != "qwen2-smoke"), outputs
+    assert len(jobs.get("compile_paper", [])) == (len(ARCHITECTURE_MODELS) if TEX else 0)
     # xnli and squad for the baseline and mnli encoders; not xcopa, whose own task_hparams (the
     # demo's) set its learning rate and that of its SIQA stage.
     trainings = 2 * 2

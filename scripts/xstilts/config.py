@@ -493,7 +493,8 @@ def keep_languages(exp: dict[str, Any], langs: tuple[str, ...] | list[str], targ
 # from intermediate.hparams alone; a task's own hparams give only its batch size, sequence length,
 # epochs and data settings.
 MULTITASK_RUN_HPARAMS = ("learning_rate", "max_steps", "warmup_ratio", "weight_decay", "adam_epsilon",
-                         "max_grad_norm", "eval_every_steps", "patience", "eval_max_examples", "mixed_precision")
+                         "max_grad_norm", "eval_every_steps", "patience", "eval_max_examples", "mixed_precision",
+                         "deterministic")
 
 
 def _check_multitask_hparams(exp: dict[str, Any]) -> None:

@@ -138,9 +138,10 @@ def load_encoder(
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModel
 
     from xstilts.features import ensure_pad_token, pad_right
+    from xstilts.modeling import attention_implementation
 
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: not a local model folder (hub ids are never downloaded)")
@@ -190,7 +191,8 @@ def load_encoder(
             model_dir,
             max_seq_length=max_length,
             config_kwargs={**config_kwargs, "local_files_only": True},
-            model_kwargs={"dtype": dtype, "local_files_only": True, "use_safetensors": True},
+            model_kwargs={"dtype": dtype, "local_files_only": True, "use_safetensors": True,
+                          "attn_implementation": attention_implementation(AutoModel, config)},
             processor_kwargs={"local_files_only": True},
             **output,
         )

@@ -14,6 +14,9 @@ Where the format's stock head does not exist for the model type (transformers' o
 masked-LM head, so the ``text`` format trains a causal LM; and no decoder has a multiple-choice
 head, so multiple choice uses ``ChoiceScoringModel``, a sequence classifier with one output
 scoring each context+choice sequence, softmax over the choices: the stock head's semantics.
+
+Every model is built by ``load_model``, which asks for torch's fused attention
+(``scaled_dot_product_attention``, "sdpa") wherever the architecture has it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,32 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def attention_implementation(model_class: Any, config: PretrainedConfig) -> str:
+    """``sdpa`` where the class ``model_class`` builds for ``config`` has torch's fused attention
+    path (transformers' own ``_supports_sdpa`` flag), else ``eager``.
+
+    transformers 5 already picks sdpa when no implementation is named and falls back to eager
+    without a word; naming it makes the choice independent of that default (training metrics
+    record it), and the fallback is decided from the class, never from a list of model families.
+    """
+    if model_class is ChoiceScoringModel:
+        model_class = AutoModelForSequenceClassification
+    mapping = getattr(model_class, "_model_mapping", None)  # an AutoModel* class: the config's own class
+    concrete = mapping[type(config)] if mapping is not None and type(config) in mapping else model_class
+    return "sdpa" if getattr(concrete, "_supports_sdpa", False) else "eager"
+
+
+def load_model(model_class: Any, source: str | Path | PretrainedConfig, **kwargs: Any) -> Any:
+    """``model_class`` from a config (random initialisation) or from a local folder (safetensors
+    weights only), with ``attention_implementation``'s attention. Every model xstilts trains,
+    evaluates or predicts with is built here."""
+    config = source if isinstance(source, PretrainedConfig) else AutoConfig.from_pretrained(source)
+    kwargs.setdefault("attn_implementation", attention_implementation(model_class, config))
+    if isinstance(source, PretrainedConfig):
+        return model_class.from_config(source, **kwargs)
+    return model_class.from_pretrained(source, use_safetensors=True, **kwargs)
+
+
 #: Config key naming a head xstilts built itself, so that loading a saved folder never guesses.
 HEAD_KEY = "xstilts_head"
 CHOICE_SCORING = "choice_scoring"
@@ -85,11 +114,11 @@ class ChoiceScoringModel(nn.Module):
         self.scorer = scorer
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig) -> "ChoiceScoringModel":
+    def from_config(cls, config: PretrainedConfig, **kwargs: Any) -> "ChoiceScoringModel":
         config = copy.deepcopy(config)
         config.num_labels = 1
         setattr(config, HEAD_KEY, CHOICE_SCORING)
-        return cls(AutoModelForSequenceClassification.from_config(config))
+        return cls(AutoModelForSequenceClassification.from_config(config, **kwargs))
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, **kwargs: Any) -> "ChoiceScoringModel":
@@ -173,13 +202,9 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def _build(cls, encoder_source: str | Path | PretrainedConfig, specs: dict[str, HeadSpec],
                pad_token_id: int | None = None) -> "MultiTaskModel":
-        if isinstance(encoder_source, PretrainedConfig):
-            config = encoder_source
-            encoder = AutoModel.from_config(config)
-        else:
-            config = AutoConfig.from_pretrained(encoder_source)
-            # Weights from safetensors only: a folder holding only pickled weights is refused.
-            encoder = AutoModel.from_pretrained(encoder_source, use_safetensors=True)
+        # Weights from safetensors only: a folder holding only pickled weights is refused.
+        encoder = load_model(AutoModel, encoder_source)
+        config = encoder_source if isinstance(encoder_source, PretrainedConfig) else AutoConfig.from_pretrained(encoder_source)
         if pad_token_id is not None and config.pad_token_id is None:
             config.pad_token_id = encoder.config.pad_token_id = pad_token_id
         elif pad_token_id is not None and config.pad_token_id != pad_token_id:
@@ -205,7 +230,7 @@ class MultiTaskModel(nn.Module):
             if spec.pretrained:
                 model = _pretrained_head(encoder_source, spec.format, config)
             else:
-                model = head_class(spec.format, config).from_config(head_config)
+                model = load_model(head_class(spec.format, config), head_config)
             inner = hf_model(model)
             # Replace the head model's own (randomly initialised) encoder with the shared one.
             # The shared AutoModel keeps its pooler, which the multiple-choice head needs.
@@ -252,7 +277,7 @@ def _pretrained_head(encoder_source: str | Path | PretrainedConfig, fmt: str, co
     if isinstance(encoder_source, PretrainedConfig):
         raise ValueError("a pretrained head needs the model folder, not a config")
     cls = head_class(fmt, config)
-    model, info = cls.from_pretrained(encoder_source, use_safetensors=True, output_loading_info=True)
+    model, info = load_model(cls, encoder_source, output_loading_info=True)
     inner = hf_model(model)
     missing = [k for k in info["missing_keys"] if not k.startswith(inner.base_model_prefix + ".")]
     if missing:
@@ -308,7 +333,7 @@ def load_head_model(model_dir: str | Path, fmt: str) -> nn.Module:
     config = AutoConfig.from_pretrained(model_dir)
     cls = ChoiceScoringModel if getattr(config, HEAD_KEY, None) == CHOICE_SCORING else task_format(fmt).head_class()
     with quiet_transformers():
-        return cls.from_pretrained(model_dir, use_safetensors=True)
+        return load_model(cls, model_dir)
 
 
 def head_labels(model: nn.Module, fmt: str) -> tuple[str, ...]:

@@ -24,11 +24,9 @@ from typing import Any, Iterable
 from xstilts import formats
 from xstilts.tasks import (
     DATASETS,
-    INTERMEDIATE_TASKS,
     TARGET_TASKS,
     TARGET_TRAININGS,
     TEXT,
-    STAGE_TASKS,
     Source,
     TrainingTask,
 )
@@ -99,7 +97,7 @@ def _link_attempt(log_file: Path) -> None:
 
 
 def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs: Iterable[str], params: Any,
-             body: Any, network: bool = False) -> int:
+             body: Any, network: bool = False, gpus: int = 0) -> int:
     """Run one rule job safely; every rule script calls this with its job as ``body`` (no arguments).
 
     First, unless the job has network access, hand the whole job to the local worker if there is
@@ -107,11 +105,14 @@ def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs
     order: set up logging (``setup_logging``); watch the workflow process that started the job
     and stop when it dies (``jobcontrol.watch_parent``); check every input against the manifest of
     the job that wrote it (``manifest.verify``); take the job's lock, so that no two processes run
-    the same job at once (a second one waits, then finds the outputs finished and stops); run
-    ``body``; write the manifest of every output. A bad input or a stopped job ends the process with
-    one line naming the file and the fix, in the log and on stderr, and exit status 1.
+    the same job at once (a second one waits, then finds the outputs finished and stops); take
+    ``gpus`` GPUs of this machine that no other job holds (``gpu_slots.GpuSlots``: it sets
+    ``CUDA_VISIBLE_DEVICES``, before anything starts CUDA; nothing under SLURM or without a GPU);
+    run ``body``; release the GPUs; write the manifest of every output. A bad input or a stopped
+    job ends the process with one line naming the file and the fix, in the log and on stderr, and
+    exit status 1.
     """
-    from xstilts import jobcontrol, manifest, worker
+    from xstilts import gpu_slots, jobcontrol, manifest, worker
 
     # A job without network access runs in a fork of the local worker when there is one
     # (xstilts.worker): the same script, minus seconds of imports.
@@ -131,10 +132,11 @@ def run_rule(rule: str, log_files: Iterable[str], inputs: Iterable[str], outputs
             if outputs and all(manifest.complete(o, job) for o in outputs):
                 log.info("%s: another process finished this job while this one waited; nothing to do", what)
                 return 0
-            body()
+            with gpu_slots.GpuSlots(gpus, what=what, log=log):
+                body()
             for output in outputs:
                 manifest.write(output, rule, job)
-    except _user_errors() as e:
+    except (*_user_errors(), gpu_slots.GpuSlotError) as e:
         log.error("rule %s: %s", rule, e)  # to the log and to stderr
         raise SystemExit(1) from None
     return 0
@@ -227,12 +229,17 @@ def write_labels(target: str, languages: list[str], data_root: str | Path, label
     return written
 
 
-def _labels(task: TrainingTask, train_records: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The closed label set of the task, or (CCG) the labels seen in training."""
-    from xstilts.task_formats import task_format
-    if task.dataset.labels_from_train:
-        return task_format(task.format).collect_labels(train_records)
-    return task.dataset.labels
+def tokenize_dataset(job: dict[str, Any], tokenizer_dir: str | Path, data_root: str | Path,
+                     out_dir: str | Path) -> dict[str, Any]:
+    """Rule tokenize_dataset: one feature set (a dataset's files encoded with one model's tokenizer
+    and one set of encoding settings) as memory-mapped Arrow folders (``xstilts.feature_cache``)."""
+    from xstilts import feature_cache
+
+    meta = feature_cache.write_feature_set(job, _load_tokenizer(tokenizer_dir), data_root, out_dir)
+    for item in meta["items"]:
+        log.info("%s/%s %s: %d examples, %d features", job["dataset"], job["key"], item["name"], item["examples"],
+                 item["features"])
+    return meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +264,7 @@ def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: l
     from xstilts.modeling import HeadSpec, MultiTaskModel
     from xstilts.pretrain import model_config
 
-    training.configure_determinism(threads)
+    training.configure_determinism(threads, job["hparams"]["deterministic"])
     hp = job["hparams"]
     tokenizer = _load_tokenizer(tokenizer_dir)
     lines = [line for path in corpus_files for line in formats.read_lines(path)]
@@ -284,27 +291,38 @@ def pretrain_mlm(job: dict[str, Any], tokenizer_dir: str | Path, corpus_files: l
 
 
 def _task_data(task: TrainingTask, hp: dict[str, Any], data_root: str | Path, tokenizer: Any,
-               dev_sources: list[Source] | tuple[Source, ...]) -> Any:
-    from xstilts.task_formats import encode
-    from xstilts import training
+               dev_sources: list[Source] | tuple[Source, ...], features: Any = None) -> Any:
+    """A training task's features (``features``: a ``feature_cache.Features``; default: encoded
+    here) and its dev records, which decoding and the dev metric read."""
+    from xstilts import feature_cache, training
 
-    train_records: list[dict[str, Any]] = []
-    for s in task.train:
-        train_records += formats.read_dataset(data_root, s.dataset, s.lang, s.split)
-    if hp.get("max_train_examples"):
-        train_records = train_records[: hp["max_train_examples"]]
-    labels = _labels(task, train_records)
-    dev_sets = []
-    for s in dev_sources:
-        records = formats.read_dataset(data_root, s.dataset, s.lang, s.split)
-        dev_sets.append(training.DevSet(f"{s.dataset}/{s.lang}/{s.split}", records,
-                                        encode(task.format, tokenizer, records, hp, labels)))
+    store = features if features is not None else feature_cache.EncodeHere(tokenizer, data_root)
+    train, devs = feature_cache.task_requests(task, hp, dev_sources)
+    dev_sets = [training.DevSet(f"{s.dataset}/{s.lang}/{s.split}",
+                                formats.read_dataset(data_root, s.dataset, s.lang, s.split), store.encoded(request))
+                for s, request in zip(dev_sources, devs)]
     return training.TaskData(
-        task.name, task.format, task.metric, hp, labels,
-        train=encode(task.format, tokenizer, train_records, hp, labels, train=True),
+        task.name, task.format, task.metric, hp, store.labels(train),
+        train=store.encoded(train),
         dev=dev_sets,
         allow_null=_allow_null(task),
     )
+
+
+def _feature_store(features: list[str] | None, tokenizer: Any, data_root: str | Path) -> Any:
+    """The job's feature folders (rule tokenize_dataset), or, without any, encoding in this process."""
+    from xstilts import feature_cache
+
+    if features is None:
+        return feature_cache.EncodeHere(tokenizer, data_root)
+    return feature_cache.FeatureCache(features, tokenizer)
+
+
+def _feature_files(store: Any) -> list[str]:
+    """The files of the feature folders a job read (for its provenance record)."""
+    from xstilts import feature_cache
+
+    return feature_cache.folder_files(store.folders()) if isinstance(store, feature_cache.FeatureCache) else []
 
 
 def _allow_null(task: TrainingTask) -> bool:
@@ -317,30 +335,28 @@ def _data_files(data_root: str | Path, sources: list[Source]) -> list[str]:
 
 
 def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_root: str | Path, out_dir: str | Path,
-                          metrics_path: str | Path, checkpoint_dir: str | Path, threads: int) -> None:
+                          metrics_path: str | Path, checkpoint_dir: str | Path, threads: int,
+                          features: list[str] | None = None) -> None:
     """Phase 2: train the encoder on one intermediate task (or all of them, multi-task); save it.
+
+    ``features``: the job's feature folders (rule tokenize_dataset); without them the job encodes
+    its data itself (``feature_cache.EncodeHere``), with the same result.
 
     ``job["adaptation"]`` (``xstilts.adaptation``): with LoRA the encoder trains adapters (heads in
     full), merged into its weights before saving, so the folder is a plain encoder either way."""
-    from xstilts import adaptation, training
+    from xstilts import adaptation, feature_cache, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
 
-    training.configure_determinism(threads)
+    training.configure_determinism(threads, job["hparams"]["deterministic"])
     tokenizer = _load_tokenizer(encoder_dir)
     variant = job.get("variant")
-    if variant is None:
-        trainings = [INTERMEDIATE_TASKS[n] for n in job["tasks"]]
-    else:
-        # A variant trains its task on the variant's sources (translated: the translations, and
-        # the English original if asked), selected on the task's English dev as its plain run.
-        base = INTERMEDIATE_TASKS[variant["task"]]
-        trainings = [TrainingTask(base.name, base.format, tuple(_sources(variant["train"])),
-                                  tuple(_sources(variant["dev"])), base.metric)]
-    tasks = [_task_data(t, job["task_hparams"][t.name], data_root, tokenizer, t.dev) for t in trainings]
+    trainings = feature_cache.intermediate_trainings(job)
+    store = _feature_store(features, tokenizer, data_root)
+    tasks = [_task_data(t, job["task_hparams"][t.name], data_root, tokenizer, t.dev, store) for t in trainings]
     specs = {t.name: HeadSpec(t.format, t.labels) for t in tasks}
     hp, shares, corpus_files = job["hparams"], None, []
     if variant is not None and variant["name"] == "mlm":
-        lm, corpus_files = _language_modeling_task(variant, data_root, tokenizer)
+        lm, corpus_files = _language_modeling_task(variant, data_root, tokenizer, store)
         tasks[0].selects = variant["selection"] == "task"
         lm.selects = not tasks[0].selects
         tasks.append(lm)
@@ -350,13 +366,14 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
         own = hp.get("max_steps") or training.steps_for(len(tasks[0].train.features), tasks[0].hp)
         hp = {**hp, "max_steps": math.ceil(own / (1 - variant["share"]))}
         shares = [1 - variant["share"], variant["share"]]
-        log.info("%s + language modelling: %d steps, %d of them (expected) %s steps", base.name, hp["max_steps"],
-                 own, base.name)
+        log.info("%s + language modelling: %d steps, %d of them (expected) %s steps", trainings[0].name,
+                 hp["max_steps"], own, trainings[0].name)
     training.set_seed(job["seed"])
     model = MultiTaskModel.build(encoder_dir, specs, pad_token_id=tokenizer.pad_token_id)
     adaptation.adapt(model, job["adaptation"])
     sources = [s for t in trainings for s in t.train + t.dev]
-    inputs = provenance(_data_files(data_root, sources) + corpus_files + _model_files(encoder_dir))
+    inputs = provenance(_data_files(data_root, sources) + corpus_files + _model_files(encoder_dir)
+                        + _feature_files(store))
     fp = training.fingerprint(phase="intermediate", job=job, inputs=inputs)
     result = training.train(model, tasks, tokenizer, hp, job["seed"], checkpoint_dir, fp,
                             examples_cap=job["examples_cap"], shares=shares)
@@ -366,38 +383,30 @@ def finetune_intermediate(job: dict[str, Any], encoder_dir: str | Path, data_roo
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
-#: Every this-many-th corpus line is held out for the LM dev loss (as phase-1 pretraining does).
-LM_DEV_EVERY = 20
-#: At most this many dev lines per language (the LM loss is evaluated at every dev evaluation).
-LM_DEV_LINES = 200
-
-
-def _language_modeling_task(variant: dict[str, Any], data_root: str | Path, tokenizer: Any) -> tuple[Any, list[str]]:
+def _language_modeling_task(variant: dict[str, Any], data_root: str | Path, tokenizer: Any,
+                            features: Any = None) -> tuple[Any, list[str]]:
     """The +MLM variant's language-modelling task on the corpus languages, and its files.
 
     Masked LM for a tokenizer with a mask token, causal LM otherwise (the ``text`` format). Every
-    language has the same number of corpus lines, so languages are sampled uniformly."""
-    from xstilts import features, training
+    language has the same number of corpus lines, so languages are sampled uniformly. Every
+    ``feature_cache.LM_DEV_EVERY``-th line of a language is held out for the dev loss (at most
+    ``LM_DEV_LINES`` per language); ``features`` as for ``_task_data``."""
+    from xstilts import feature_cache, training
 
-    hp = variant["hparams"]
-    files = [formats.data_files(data_root, "mlm_corpus", lang, "train")["text"] for lang in variant["languages"]]
-    train_lines: list[str] = []
-    dev_lines: list[str] = []
-    for path in files:
-        lines = formats.read_lines(path)
-        train_lines += [line for i, line in enumerate(lines) if i % LM_DEV_EVERY]
-        dev_lines += [line for i, line in enumerate(lines) if i % LM_DEV_EVERY == 0][:LM_DEV_LINES]
+    store = features if features is not None else feature_cache.EncodeHere(tokenizer, data_root)
+    train, dev = feature_cache.lm_requests(variant)
+    files = [formats.data_files(data_root, s.dataset, s.lang, s.split)["text"] for s in train.sources]
     task = training.TaskData(
-        "mlm", TEXT, "mlm_loss", hp,
-        train=features.encode_text(tokenizer, train_lines, hp["max_seq_length"]),
-        dev=[training.DevSet("mlm_corpus", [], features.encode_text(tokenizer, dev_lines, hp["max_seq_length"]))],
+        "mlm", TEXT, "mlm_loss", variant["hparams"],
+        train=store.encoded(train),
+        dev=[training.DevSet("mlm_corpus", [], store.encoded(dev))],
     )
     return task, files
 
 
 def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, data_root: str | Path,
                     model_dir: str | Path, metrics_path: str | Path, checkpoint_dir: str | Path,
-                    threads: int) -> dict[str, Any]:
+                    threads: int, features: list[str] | None = None) -> dict[str, Any]:
     """Phase 3: fine-tune on English target data, select on dev, save the selected model.
 
     ``model_dir`` becomes a plain ``AutoModelFor*`` folder with its tokenizer (label names in
@@ -410,31 +419,34 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
 
     ``job["adaptation"]`` applies to the stages and the target training alike; LoRA adapters are
     merged before saving (``xstilts.adaptation``).
+
+    ``features``: the job's feature folders (rule tokenize_dataset); without them the job encodes
+    its data itself, with the same result.
     """
-    from xstilts import adaptation, training
+    from xstilts import adaptation, feature_cache, training
     from xstilts.modeling import HeadSpec, MultiTaskModel
 
-    training.configure_determinism(threads)
+    training.configure_determinism(threads, job["hparams"]["deterministic"])
     task = TARGET_TRAININGS[job["training"]]
     hp = job["hparams"]
     tokenizer = _load_tokenizer(encoder_dir)
     dev_sources = _sources(job["dev_sources"])
-    data = _task_data(task, hp, data_root, tokenizer, dev_sources)
+    store = _feature_store(features, tokenizer, data_root)
+    data = _task_data(task, hp, data_root, tokenizer, dev_sources, store)
     training.set_seed(seed)
     model = MultiTaskModel.build(encoder_dir, {task.name: HeadSpec(task.format, data.labels)},
                                  pad_token_id=tokenizer.pad_token_id)
     adaptation.adapt(model, job["adaptation"])
     stage_sources = [s for st in job.get("stages", []) for s in _sources(st["train"] + st["dev"])]
     inputs = provenance(_data_files(data_root, list(task.train) + dev_sources + stage_sources)
-                        + _model_files(encoder_dir))
+                        + _model_files(encoder_dir) + _feature_files(store))
     fp = training.fingerprint(phase="target", job=job, seed=seed, inputs=inputs)
     stage_results = {}
     for stage in job.get("stages", []):
-        spec = STAGE_TASKS[stage["task"]]
         # The stage trains the target's head (multiple choice scores each choice with one
         # output, so 3-way SIQA and 2-way COPA share it), as XTREME-R continues from SIQA.
-        stage_task = TrainingTask(task.name, spec.format, spec.train, spec.dev, spec.metric)
-        stage_data = _task_data(stage_task, stage["hparams"], data_root, tokenizer, spec.dev)
+        stage_task = feature_cache.stage_training(task, stage["task"])
+        stage_data = _task_data(stage_task, stage["hparams"], data_root, tokenizer, stage_task.dev, store)
         log.info("stage %s before %s", stage["task"], task.name)
         stage_results[stage["task"]] = training.train(model, [stage_data], tokenizer, stage["hparams"], seed,
                                                       Path(checkpoint_dir) / f"stage-{stage['task']}",
@@ -451,19 +463,20 @@ def finetune_target(job: dict[str, Any], seed: int, encoder_dir: str | Path, dat
 
 
 def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | Path, prediction_dir: str | Path,
-                   record_path: str | Path, threads: int) -> dict[str, Any]:
+                   record_path: str | Path, threads: int, features: list[str] | None = None) -> dict[str, Any]:
     """Zero-shot predictions of a fine-tuned target model in every language of its targets.
 
     Writes ``<prediction_dir>/<target>/test-<lang>.<ext>`` (XTREME's layout) for each target in
     ``job["predict"]`` (SQuAD v1.1 serves XQuAD and MLQA), encoding as the model was trained
     (``job["hparams"]``) and decoding span QA with ``job["prediction"]``. ``record_path`` gets
     the predicted example counts, the job and the sha256 of the model and test files read.
+    ``features``: the job's feature folders (rule tokenize_dataset), as for ``finetune_target``.
     """
-    from xstilts.task_formats import encode, task_format
-    from xstilts import training
+    from xstilts.task_formats import task_format
+    from xstilts import feature_cache, training
     from xstilts.modeling import MultiTaskModel, head_labels
 
-    training.configure_determinism(threads)
+    training.configure_determinism(threads, job["hparams"]["deterministic"])
     task = TARGET_TRAININGS[job["training"]]
     hp = job["hparams"]
     require_model_dir(model_dir)
@@ -473,13 +486,19 @@ def predict_target(job: dict[str, Any], model_dir: str | Path, data_root: str | 
                                  head_labels(model.heads[task.name], task.format), allow_null=_allow_null(task))
     write = task_format(task.format).write_predictions
     test_files = [formats.data_file(data_root, t, lang, "test") for t, langs in job["predict"].items() for lang in langs]
-    inputs = provenance(test_files + _model_files(model_dir))
+    store = _feature_store(features, tokenizer, data_root)
+    inputs = provenance(test_files + _model_files(model_dir) + _feature_files(store))
     counts = {}
     for target, langs in job["predict"].items():
         ext = TARGET_TASKS[target].ext
         for lang in langs:
             records = formats.read_dataset(data_root, target, lang, "test")
-            encoded = encode(task.format, tokenizer, records, hp, decoding.labels)
+            request = feature_cache.prediction_request(job, target, lang)
+            if store.labels(request) != tuple(decoding.labels):
+                raise feature_cache.FeatureCacheError(
+                    f"{model_dir}: the model's labels {list(decoding.labels)} are not those its test features were "
+                    f"encoded with ({list(store.labels(request))})")
+            encoded = store.encoded(request)
             preds = training.predict(model, decoding, records, encoded, tokenizer)
             write(formats.xtreme_file(prediction_dir, target, lang, ext), preds)
             counts[f"{target}/{lang}"] = len(records)

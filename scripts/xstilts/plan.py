@@ -374,6 +374,38 @@ class Plan:
             "predict": {t: self.target_languages(t) for t in self.served(training)},
         }
 
+    # ---------------------------------------------------------------- tokenised features
+    # (rule tokenize_dataset, xstilts.feature_cache): derived from the job params above, so a
+    # job reads exactly the feature sets its own settings call for.
+    def feature_requests(self, kind: str, name: str) -> list[Any]:
+        """The encode calls of one job: ``kind`` intermediate (``name`` an itask), target or
+        predict (``name`` a training)."""
+        from xstilts.feature_cache import job_requests
+
+        jobs = {"intermediate": self.intermediate_job, "target": self.target_job, "predict": self.predict_job}
+        return job_requests(kind, jobs[kind](name))
+
+    def feature_inputs(self, kind: str, name: str) -> list[tuple[str, str]]:
+        """(dataset, settings key) of every feature set one job reads."""
+        from xstilts.feature_cache import feature_inputs
+
+        return feature_inputs(self.feature_requests(kind, name))
+
+    def feature_sets(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(dataset, settings key) -> the tokenize_dataset job of every feature set this model's jobs read."""
+        if "_feature_sets" not in self.__dict__:
+            from xstilts.feature_cache import feature_sets
+
+            requests = [r for itask in self.itasks for r in self.feature_requests("intermediate", itask)]
+            for training in self.trainings:
+                requests += self.feature_requests("target", training) + self.feature_requests("predict", training)
+            self.__dict__["_feature_sets"] = feature_sets(requests)
+        return self.__dict__["_feature_sets"]
+
+    def feature_job(self, dataset: str, key: str) -> dict[str, Any]:
+        """What tokenising one feature set depends on: its settings and items (a KeyError if no job reads it)."""
+        return self.feature_sets()[(dataset, key)]
+
     # ---------------------------------------------------------------- reasoning (XTREME-R)
     @property
     def reasoning(self) -> dict[str, Any]:

@@ -217,6 +217,14 @@ class TaskFormat:
     read_sentences: Callable[[str], list[str]] | None = None
     #: Keys of ``targets.prediction`` (test-time decoding) that ``decode`` reads.
     decoding: tuple[str, ...] = ()
+    #: Hyperparameters ``encode`` reads: the settings a cached feature set is keyed by
+    #: (``feature_cache``; empty = the format is not encoded into model features).
+    encoding_keys: tuple[str, ...] = ()
+    #: A record's features depend on that record alone, so each source file is cached on its own
+    #: (span QA's window stride depends on every question encoded together; LM text packs lines).
+    per_record: bool = False
+    #: ``encode`` reads ``train`` (span QA: answer positions of training windows).
+    train_flag: bool = False
 
     def head_class(self) -> Any:
         """The transformers Auto class of the head (imported on first use)."""
@@ -236,20 +244,23 @@ TASK_FORMATS: dict[str, TaskFormat] = {
     f.name: f
     for f in [
         TaskFormat(PAIR, "AutoModelForSequenceClassification", labelled=True, encode=_encode_pairs,
-                   collator=_pad, predict_collator=_pad, outputs=_logits, decode=_decode_labels,
+                   encoding_keys=("max_seq_length",), per_record=True, collator=_pad, predict_collator=_pad, outputs=_logits, decode=_decode_labels,
                    write_predictions=formats.write_xtreme_classification, write_labels=_label_column),
-        TaskFormat(CHOICE, "AutoModelForMultipleChoice", fallback_head="choice_scoring", encode=_encode_choices, collator=_pad_choices,
+        TaskFormat(CHOICE, "AutoModelForMultipleChoice", fallback_head="choice_scoring", encode=_encode_choices,
+                   encoding_keys=("max_seq_length",), per_record=True, collator=_pad_choices,
                    predict_collator=_pad_choices_unlabelled, outputs=_logits, decode=_decode_choices,
                    write_predictions=formats.write_xtreme_choice, write_labels=_label_choices),
-        TaskFormat(SPAN, "AutoModelForQuestionAnswering", encode=_encode_spans, collator=_pad,
+        TaskFormat(SPAN, "AutoModelForQuestionAnswering", encode=_encode_spans,
+                   encoding_keys=("max_seq_length", "doc_stride", "max_query_length"), train_flag=True, collator=_pad,
                    predict_collator=_pad, outputs=_start_end, decode=_decode_spans,
                    write_predictions=formats.write_xtreme_qa_predictions, write_labels=_label_answers,
                    decoding=("n_best_size", "max_answer_length")),
         TaskFormat(TAGGING, "AutoModelForTokenClassification", labelled=True, encode=_encode_tagging,
-                   collator=_pad_tags, predict_collator=_pad_tags, outputs=_logits, decode=_decode_tags,
+                   encoding_keys=("max_seq_length",), per_record=True, collator=_pad_tags, predict_collator=_pad_tags, outputs=_logits, decode=_decode_tags,
                    collect_labels=_sorted_tags, write_predictions=formats.write_xtreme_tagging,
                    write_labels=_label_tags),
-        TaskFormat(TEXT, "AutoModelForMaskedLM", fallback_head="AutoModelForCausalLM", encode=_encode_text, collator=_mask_tokens, predict_collator=_pad,
+        TaskFormat(TEXT, "AutoModelForMaskedLM", fallback_head="AutoModelForCausalLM", encode=_encode_text,
+                   encoding_keys=("max_seq_length",), collator=_mask_tokens, predict_collator=_pad,
                    outputs=_logits),
         # Retrieval: predictions are written by mine_bucc / search_tatoeba, one line per pair or query.
         TaskFormat(BITEXT, write_predictions=formats.write_xtreme_classification, write_labels=_label_bitext,

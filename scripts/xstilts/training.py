@@ -6,10 +6,15 @@ task's next micro-batches; multi-task runs sample tasks in proportion to their (
 training sizes, single-task runs are the one-task case. The model is evaluated on dev at a
 fixed cadence and the best checkpoint is kept.
 
+The schedule's draw (the effective batch, batch_size x grad_accum) is the science; how a
+step's examples are cut into forward passes is a device setting (hparams ``micro_batch_size``,
+``forward_passes``), with gradient accumulation making up the rest.
+
 Resumable: a checkpoint (model, optimizer, scheduler, RNG states, position in the schedule,
-best-so-far) is written at every evaluation to a directory outside Snakemake's outputs. A
-rerun of a preempted job continues from it and produces the same result as an uninterrupted
-run. A checkpoint written under different settings (its fingerprint differs) is not resumed.
+best-so-far, the forward-pass size in use) is written at every evaluation to a directory outside
+Snakemake's outputs. A rerun of a preempted job continues from it and produces the same result
+as an uninterrupted run. A checkpoint written under different settings (its fingerprint
+differs) is not resumed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -80,17 +85,24 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_determinism(threads: int) -> None:
-    """Fixed thread count and deterministic kernels: same inputs, same bytes out.
+def configure_determinism(threads: int, deterministic: bool) -> None:
+    """Fixed thread count and, with ``deterministic`` (hparams), deterministic kernels: same
+    inputs, same bytes out.
 
-    CPU kernels are deterministic at a fixed thread count. On CUDA, deterministic algorithms
-    are requested too (they cost some speed); the switch is not flipped on CPU-only machines,
-    where it would only add seconds of imports (torch._dynamo) to every job.
+    CPU kernels are deterministic at a fixed thread count, whatever ``deterministic`` says. On
+    CUDA, ``deterministic`` requests deterministic algorithms (they cost some speed); without it
+    cuDNN/cuBLAS pick their fastest kernels, whose results vary from run to run by rounding. The
+    switch is not flipped on CPU-only machines, where it would only add seconds of imports
+    (torch._dynamo) to every job.
     """
     torch.set_num_threads(max(1, threads))
     if torch.cuda.is_available():
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.use_deterministic_algorithms(False)
+            torch.backends.cudnn.benchmark = True
 
 
 def mixed_precision(setting: str) -> str:
@@ -136,6 +148,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
         {"params": [p for p in params if id(p) not in excluded], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) in excluded], "weight_decay": 0.0},
     ]
+
+
+def optimizer_for(model: nn.Module, hp: dict[str, Any], device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over ``parameter_groups``: fused (one kernel for all parameters) on CUDA, torch's
+    default implementation elsewhere. The update rule is the same; only rounding differs."""
+    fused = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(parameter_groups(model, hp["weight_decay"]), lr=hp["learning_rate"],
+                             eps=hp["adam_epsilon"], **fused)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -216,6 +236,119 @@ def feature_lengths(features: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Forward passes of a step (hparams micro_batch_size)
+
+
+def forward_passes(batches: list[list[int]], micro_batch_size: int, batch_size: int,
+                   lengths: np.ndarray) -> list[list[int]]:
+    """The forward passes of one optimizer step, drawn by ``schedule`` as ``batches``.
+
+    When ``micro_batch_size`` is the schedule's ``batch_size`` (the default), the schedule's
+    batches themselves. Otherwise the step's examples, longest first (ties in schedule order),
+    cut into passes of ``micro_batch_size``: the same examples, so the same step, with each pass
+    padded to about its own length. ``step_weights`` gives each pass its share of the step.
+    """
+    if micro_batch_size == batch_size:
+        return batches
+    examples = [i for b in batches for i in b]
+    examples.sort(key=lambda i: -lengths[i])  # stable
+    return [examples[start : start + micro_batch_size] for start in range(0, len(examples), micro_batch_size)]
+
+
+def step_weights(passes: list[list[int]], regrouped: bool) -> list[float | None]:
+    """Each pass's factor on its mean loss, so that the step's loss is a mean over the step.
+
+    The schedule's own batches (``regrouped`` False) keep jiant's weighting, 1 / grad_accum each
+    (None: the loss is divided by the number of passes, bit for bit as before). Regrouped passes
+    weigh by their share of the step's examples: the mean over the step's examples for losses
+    that are a mean over examples. The two agree except in a step holding an epoch's last,
+    shorter batch, whose examples jiant's weighting counts more. For a loss that is a mean over
+    tokens (tagging, language modelling), the mean of the passes' token means weighted by
+    examples differs slightly from a split by the schedule's batches.
+    """
+    if not regrouped:
+        return [None] * len(passes)
+    n = sum(len(p) for p in passes)
+    return [len(p) / n for p in passes]
+
+
+#: ``micro_batch_size: auto`` on CUDA keeps the largest pass, optimizer state included, within
+#: this share of the device's memory (the rest absorbs fragmentation and other batches' shapes).
+AUTO_MEMORY_SHARE = 0.9
+
+
+def largest_fitting(effective: int, fits: Callable[[int], bool]) -> int:
+    """The largest forward-pass size that ``fits``, among the even splits of the effective batch
+    (effective / k rounded up, k = 1, 2, 3, ...), largest first."""
+    for size in sorted({math.ceil(effective / k) for k in range(1, effective + 1)}, reverse=True):
+        if fits(size):
+            return size
+    raise TrainingError(f"not even one example fits in device memory ({effective} examples per step); use a "
+                        "smaller max_seq_length, gradient_checkpointing or LoRA (README \"Large models\")")
+
+
+#: ``micro_batch_size: auto`` without a GPU: passes of at most this many examples. A CPU's time
+#: follows the FLOPs, padding included, and not the number of passes, so a step's examples,
+#: sorted by length, are better cut small: the demo-sized encoder of scripts/bench_training.py
+#: trained about 1.5 x faster in passes of 8 or 16 than in one pass of 32 (2026-12-07, 2-core
+#: reference machine, busy).
+CPU_AUTO_MICRO_BATCH = 8
+
+
+def micro_batch_size(task: TaskData, fits: Callable[[int], bool] | None) -> int:
+    """The forward-pass size of ``task`` (hparams ``micro_batch_size``).
+
+    null: the schedule's batch_size. ``auto``: on CUDA (``fits`` given) the largest even split of
+    the effective batch that ``fits``; elsewhere the effective batch up to ``CPU_AUTO_MICRO_BATCH``."""
+    setting = task.hp["micro_batch_size"]
+    effective = task.hp["batch_size"] * task.hp["grad_accum"]
+    if setting is None:
+        return task.hp["batch_size"]
+    if setting != "auto":
+        return int(setting)
+    return min(effective, CPU_AUTO_MICRO_BATCH) if fits is None else largest_fitting(effective, fits)
+
+
+def memory_probe(model: Any, task: TaskData, collate: Any, device: torch.device, autocast: Any,
+                 optimizer: torch.optim.Optimizer) -> Callable[[int], bool]:
+    """``fits(size)`` for ``micro_batch_size: auto`` on CUDA: a forward and backward pass over
+    the task's ``size`` longest training examples (an epoch's costliest pass) runs without running
+    out of memory, and its peak plus the AdamW state still to be allocated stays within
+    ``AUTO_MEMORY_SHARE`` of the device. The probe leaves weights, gradients and RNG states as
+    they were, so a job that probes trains exactly as one told the size."""
+    lengths = feature_lengths(task.train.features)
+    order = np.argsort(-lengths, kind="stable")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # AdamW keeps two fp32 moments per trainable weight, allocated at the first step.
+    state_bytes = 0 if optimizer.state else 2 * sum(p.numel() * 4 for p in trainable)
+    budget = AUTO_MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory
+
+    def fits(size: int) -> bool:
+        rng = _rng_state()
+        model.train()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        try:
+            batch = collate([task.train.features[i] for i in order[:size].tolist()])
+            with autocast():
+                loss = model(task.name, **_to_device(batch, device)).loss
+            loss.backward()
+            peak = torch.cuda.max_memory_allocated(device)
+        except torch.cuda.OutOfMemoryError:
+            peak = None
+        finally:
+            model.zero_grad(set_to_none=True)
+            _set_rng_state(rng)
+        torch.cuda.empty_cache()
+        ok = peak is not None and peak + state_bytes <= budget
+        log.info("micro_batch_size auto, %s: %d examples of up to %d tokens %s", task.name, size,
+                 int(lengths[order[0]]), "fit" if ok else "do not fit")
+        return ok
+
+    return fits
+
+
+# --------------------------------------------------------------------------------------------
 # Checkpoints
 
 
@@ -255,7 +388,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
+    """A batch on ``device``. To CUDA, from page-locked memory without waiting: the copy overlaps
+    the work queued before it, and the host goes on to collate the next batch."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -389,14 +526,15 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     accelerator = Accelerator(mixed_precision=mixed_precision(hp["mixed_precision"]), cpu=not torch.cuda.is_available())
     device = accelerator.device
     n_steps = total_steps(tasks, hp)
-    optimizer = torch.optim.AdamW(parameter_groups(model, hp["weight_decay"]), lr=hp["learning_rate"], eps=hp["adam_epsilon"])
+    optimizer = optimizer_for(model, hp, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * n_steps), n_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     collators = {t.name: collator(t.format, tokenizer, t.hp) for t in tasks}
     epochs = max(t.hp["epochs"] for t in tasks)
     eval_every = hp["eval_every_steps"] or max(1, round(n_steps / max(1.0, epochs)))
 
-    state = {"step": 0, "best_score": None, "best_step": 0, "bad_evals": 0, "history": [], "best_results": None}
+    state = {"step": 0, "best_score": None, "best_step": 0, "bad_evals": 0, "history": [], "best_results": None,
+             "micro_batch_size": None}
     state_file, best_file = checkpoint_dir / "state.pt", checkpoint_dir / "best.pt"
     if state_file.exists():
         saved = torch.load(state_file, map_location="cpu", weights_only=True)
@@ -411,7 +549,15 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
             log.warning("ignoring checkpoint %s: written for different settings", checkpoint_dir)
             shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if state["micro_batch_size"] is None:  # a resumed job keeps the size it started with
+        state["micro_batch_size"] = {
+            t.name: micro_batch_size(t, memory_probe(model, t, collators[t.name], device, accelerator.autocast, optimizer)
+                                     if device.type == "cuda" else None)
+            for t in tasks}
+    micro = state["micro_batch_size"]
+    lengths = {t.name: feature_lengths(t.train.features) for t in tasks}
 
+    log.info("forward passes of %s examples", ", ".join(f"{t.name}: {micro[t.name]}" for t in tasks))
     log.info("training %s for %d steps (%s), evaluating every %d steps on %s",
              "+".join(t.name for t in tasks), n_steps, ", ".join(f"{t.name}: {len(t.train.features)} examples" for t in tasks),
              eval_every, device)
@@ -423,27 +569,18 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     running = []
     stop = False
     while state["step"] < n_steps and not stop:
-        task_i, micro_batches = next(stream)
+        task_i, batches = next(stream)
         task = tasks[task_i]
-        model.train()
-        step_loss = 0.0
-        for indices in micro_batches:
-            batch = collators[task.name]([task.train.features[i] for i in indices])
-            with accelerator.autocast():
-                loss = model(task.name, **_to_device(batch, device)).loss / len(micro_batches)
-            if not torch.isfinite(loss.detach()):
-                raise TrainingError(_non_finite_message(name, float(loss.detach()), state["step"] + 1, n_steps,
-                                                        task.name, hp["learning_rate"],
-                                                        accelerator.mixed_precision, checkpoint_dir))
-            accelerator.backward(loss)
-            step_loss += float(loss.detach())
-        if hp["max_grad_norm"]:
-            accelerator.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        passes = forward_passes(batches, micro[task.name], task.hp["batch_size"], lengths[task.name])
+        losses = train_step(model, task, passes, collators[task.name], device, accelerator,
+                            regrouped=passes is not batches)
+        bad = next((v for v in losses if not math.isfinite(v)), None)
+        if bad is not None:
+            raise TrainingError(_non_finite_message(name, bad, state["step"] + 1, n_steps, task.name,
+                                                    hp["learning_rate"], accelerator.mixed_precision, checkpoint_dir))
+        optimizer_step(model, accelerator, optimizer, scheduler, hp["max_grad_norm"])
         state["step"] += 1
-        running.append(step_loss)
+        running.append(sum(losses))
         progress.update(state["step"], float(np.mean(running[-50:])), scheduler.get_last_lr()[0], resumed_at)
         if state["step"] % eval_every == 0 or state["step"] == n_steps:
             unwrapped = accelerator.unwrap_model(model)
@@ -476,7 +613,42 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
              ", ".join(f"{k} {v['score']:.3f}" for k, v in final.items()))
     return {"steps": state["step"], "best_step": state["best_step"], "history": state["history"],
             "dev": final, "device": str(device), "mixed_precision": accelerator.mixed_precision,
+            "micro_batch_size": micro, "attention": attention_implementations(unwrapped),
             "parameters": parameter_counts(unwrapped)}
+
+
+def train_step(model: Any, task: TaskData, passes: list[list[int]], collate: Any, device: torch.device,
+               accelerator: Any, regrouped: bool) -> list[float]:
+    """The forward and backward passes of one optimizer step; gradients accumulate in the model.
+
+    Returns each pass's weighted loss (``step_weights``), read from the device once, after the
+    last pass, so that on CUDA the host collates and copies the next pass while the device
+    computes. The caller checks them before the optimizer step."""
+    model.train()
+    weighted = []
+    for indices, weight in zip(passes, step_weights(passes, regrouped)):
+        batch = collate([task.train.features[i] for i in indices])
+        with accelerator.autocast():
+            loss = model(task.name, **_to_device(batch, device)).loss
+        loss = loss / len(passes) if weight is None else loss * weight
+        accelerator.backward(loss)
+        weighted.append(loss.detach().float())
+    return torch.stack(weighted).tolist()
+
+
+def optimizer_step(model: Any, accelerator: Any, optimizer: Any, scheduler: Any, max_grad_norm: float) -> None:
+    """Clip the accumulated gradients, update the weights and the learning rate, clear the gradients."""
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def attention_implementations(model: nn.Module) -> list[str]:
+    """The attention implementations in use (``modeling.load_model``), for the metrics."""
+    return sorted({m.config._attn_implementation for m in model.modules()
+                   if getattr(getattr(m, "config", None), "_attn_implementation", None)})
 
 
 def _non_finite_message(name: str, loss: float, step: int, n_steps: int, task: str, learning_rate: float,

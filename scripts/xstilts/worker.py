@@ -74,7 +74,7 @@ DISABLE_ENV = "XSTILTS_NO_WORKER"
 #: Imported by the worker besides every module of the xstilts package (some are imported lazily
 #: by xstilts functions, so that light jobs and the command line never pay for them).
 #: ``snakemake.script`` is what the rule scripts' preamble imports to read their job.
-PRELOAD = ("torch", "transformers", "sentence_transformers", "peft", "faiss", "pandas", "matplotlib",
+PRELOAD = ("torch", "transformers", "datasets", "sentence_transformers", "peft", "faiss", "pandas", "matplotlib",
            "matplotlib.pyplot", "tokenizers", "sentencepiece", "snakemake.script")
 
 #: Environment variables that may differ between the worker and a job: none is read when a module

@@ -13,8 +13,9 @@
 #
 # Settings (environment):
 #   SLURM_FAKE_GPUS      fake GPUs on the node (default 1)
-#   SLURM_NODE_MEMORY_MB memory the node offers (default 262144: the rules' paper-scale requests
-#                        must be schedulable; without cgroups nothing enforces it)
+#   SLURM_NODE_MEMORY_MB memory the node offers (default 16000, or the machine's memory if less:
+#                        a modest cluster node, so the tests see sbatch accept the requests a new
+#                        user's run makes, or reject them; without cgroups nothing enforces it)
 #   SLURM_PARTITION      name of the (default) partition (default debug)
 #   SLURM_MIN_JOB_AGE    seconds a finished job stays visible to squeue (default 3600: the tests
 #                        read the states and limits of finished jobs)
@@ -26,7 +27,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${SLURM_LOCAL_DIR:-/var/lib/xstilts-slurm}
 GPUS=${SLURM_FAKE_GPUS:-1}
-MEMORY_MB=${SLURM_NODE_MEMORY_MB:-262144}
+MACHINE_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+MEMORY_MB=${SLURM_NODE_MEMORY_MB:-$((MACHINE_MB < 16000 ? MACHINE_MB : 16000))}
 PARTITION=${SLURM_PARTITION:-debug}
 MIN_JOB_AGE=${SLURM_MIN_JOB_AGE:-3600}
 INSTALL=${SLURM_INSTALL:-1}
