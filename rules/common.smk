@@ -4,6 +4,7 @@ The only .smk file with `def`. All experiment logic lives in the xstilts library
 (xstilts.config, xstilts.plan); this file turns it into file names.
 """
 
+import functools
 import os
 import re
 import sys
@@ -149,6 +150,7 @@ def model_plan(wildcards):
 _LIBRARY = Package(Path(workflow.basedir) / "scripts" / "xstilts")
 
 
+@functools.cache  # per script, for this process: every job of a rule asks (hundreds of jobs, a dozen scripts)
 def code_version(script):
     """Fingerprint of the xstilts code that scripts/<script>.py can execute."""
     return _LIBRARY.fingerprint(Path(workflow.basedir) / "scripts" / f"{script}.py")

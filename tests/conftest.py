@@ -89,3 +89,15 @@ def tiny_encoder(tiny_bench, tmp_path_factory) -> Path:
             "attention_probs_dropout_prob": 0.0}
     MultiTaskModel.build(model_config(tokenizer, arch), {"mlm": HeadSpec("text")}).save_head_model("mlm", out, tokenizer)
     return out
+
+
+#: Test modules whose module fixtures run the workflow for minutes, longest first. pytest-xdist
+#: (``--dist loadfile`` in pyproject.toml: a module's tests, and so its fixtures, stay on one
+#: worker) hands modules out in collection order, so these go first and the short modules fill
+#: in around them; a long module collected last would otherwise run alone at the end.
+SLOW_MODULES = ("test_slurm.py", "test_workflow.py", "test_reliability.py", "test_reasoning.py", "test_real_data.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_MODULES)))  # stable: file order otherwise

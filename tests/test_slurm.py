@@ -1,7 +1,7 @@
 """The SLURM profile (profiles/slurm) against a real SLURM cluster, and a lint of the profile.
 
 CI (.ci/run) starts a one-node cluster on localhost with tests/slurm/local_cluster.sh (Debian's
-Slurm, one fake GPU, the memory of a modest node: 16,000 MB) and sets XSTILTS_SLURM=1, which
+Slurm, two fake GPUs, the memory of a modest node: 16,000 MB) and sets XSTILTS_SLURM=1, which
 turns a missing cluster into an error. sbatch rejects a job that asks for more memory than the
 node has, so the grid's jobs, their retries included, must ask for what they need and no more.
 Elsewhere the cluster tests are skipped, with the reason, when no cluster answers; the lint
@@ -47,9 +47,10 @@ SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
 LOCAL_RULES = {"make_demo_dataset", "write_labels", "score_run", "make_tables", "make_variant_tables", "make_figure",
                "make_paper_inputs", "make_compute_table", "make_language_figure", "compile_paper", "all"}
 REQUIRED = os.environ.get("XSTILTS_SLURM") == "1"
-# The profile's first status check comes 40 s after a submission, right for jobs of hours; the
-# smoke grid's jobs take seconds. A CLI flag overrides that one profile entry.
-FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]
+# The profile's first status check comes 40 s after a submission and Snakemake's next ones every
+# 10 s, right for jobs of hours; the smoke grid's jobs take seconds, and each waited on average
+# 5 s more to be seen finished. CLI flags override these polling entries, and nothing else.
+FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "1"]
 # A SLURM run that hangs (e.g. a status command that never answers) fails instead.
 TIMEOUT_S = 1800
 FAILING = "xnli"  # the target training the broken config makes fail
@@ -250,7 +251,7 @@ def slurm_runs(cluster, tmp_path_factory):
     plain.write_text(yaml.safe_dump(SLURM_GRID))
     workdir, localdir = base / "slurm_run", base / "local_run"
     expected = jobs_in(check(snakemake("--configfile", str(SMOKE), str(plain), "-n", "--directory", str(base / "dry"))))
-    # The local run uses the core that the SLURM runs leave idle (one fake GPU: one job at a time).
+    # The local run runs beside the SLURM jobs (two fake GPUs: two GPU jobs at a time).
     with open(base / "local_run.log", "w") as local_log:
         local = subprocess.Popen(**command("--configfile", str(SMOKE), str(plain), "--cores", "1", "--directory",
                                            str(localdir)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,18 +56,28 @@ ENV = {k: v for k, v in worker.job_environment(1).items() if k not in ("PYTEST_C
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def library(tmp_path_factory) -> Path:
+    """A copy of the xstilts library for this module's worker and jobs: a test edits a file of it,
+    and the checkout's own files must stay as they are for the workflow runs of other tests
+    (running at the same time under pytest-xdist)."""
+    scripts = tmp_path_factory.mktemp("library") / "scripts"
+    shutil.copytree(ROOT / "scripts" / "xstilts", scripts / "xstilts", ignore=shutil.ignore_patterns("__pycache__"))
+    return scripts
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, library):
     folder = tmp_path_factory.mktemp("worker")
-    handle = worker.start(folder / "worker.log", ROOT / "scripts", env=ENV)
+    handle = worker.start(folder / "worker.log", library, env=ENV)
     yield handle
     handle.stop()
     assert not Path(handle.folder).exists()
 
 
 @pytest.fixture()
-def job_script(tmp_path) -> Path:
+def job_script(tmp_path, library) -> Path:
     path = tmp_path / "job.py"
-    path.write_text(JOB.format(scripts=str(ROOT / "scripts")))
+    path.write_text(JOB.format(scripts=str(library)))
     return path
 
 
@@ -124,8 +135,8 @@ def test_a_job_the_worker_cannot_run_as_a_fresh_process_runs_in_its_own(server, 
     assert "OMP_NUM_THREADS" in got["reason"]
 
 
-def test_an_edited_library_file_is_never_run_from_the_old_import(server, job_script):
-    module = ROOT / "scripts" / "xstilts" / "tasks.py"
+def test_an_edited_library_file_is_never_run_from_the_old_import(server, job_script, library):
+    module = library / "xstilts" / "tasks.py"
     before = module.stat()
     try:
         os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))

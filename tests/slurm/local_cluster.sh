@@ -12,7 +12,8 @@
 # their pid files (TERM, then KILL after 15 s) and munged only if `start` started it.
 #
 # Settings (environment):
-#   SLURM_FAKE_GPUS      fake GPUs on the node (default 1)
+#   SLURM_FAKE_GPUS      fake GPUs on the node (default 2: two GPU jobs run at once, one per core
+#                        of a 2-core CI machine)
 #   SLURM_NODE_MEMORY_MB memory the node offers (default 16000, or the machine's memory if less:
 #                        a modest cluster node, so the tests see sbatch accept the requests a new
 #                        user's run makes, or reject them; without cgroups nothing enforces it)
@@ -26,7 +27,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${SLURM_LOCAL_DIR:-/var/lib/xstilts-slurm}
-GPUS=${SLURM_FAKE_GPUS:-1}
+GPUS=${SLURM_FAKE_GPUS:-2}
 MACHINE_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 MEMORY_MB=${SLURM_NODE_MEMORY_MB:-$((MACHINE_MB < 16000 ? MACHINE_MB : 16000))}
 PARTITION=${SLURM_PARTITION:-debug}
