@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from snakemake.exceptions import WorkflowError
 
-from xstilts.codehash import Package
+from xstilts.codehash import CachedPackage
 from xstilts.config import ConfigError, resolve
 from xstilts.feature_cache import KEY_CHARS
 from xstilts.plan import Plan
@@ -146,8 +146,10 @@ def model_plan(wildcards):
 # ------------------------------------------------------------------------------ code versions
 # Snakemake tracks a rule's script, not the library it imports: each job's params carry the
 # fingerprint of the library code its script can reach (xstilts.codehash), so editing a function
-# re-runs exactly the jobs that may execute it; comments and docstrings re-run nothing.
-_LIBRARY = Package(Path(workflow.basedir) / "scripts" / "xstilts")
+# re-runs exactly the jobs that may execute it; comments and docstrings re-run nothing. The
+# fingerprints are cached between processes (~/.cache/xstilts/codehash, keyed by the package's
+# bytes): a Snakemake start, a dry run or a cluster job, reads them instead of parsing the package.
+_LIBRARY = CachedPackage(Path(workflow.basedir) / "scripts" / "xstilts")
 
 
 @functools.cache  # per script, for this process: every job of a rule asks (hundreds of jobs, a dozen scripts)

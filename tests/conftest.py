@@ -17,6 +17,26 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_template(tmp_path_factory):
+    """A template worker for this test process (xstilts.worker, "Templates"): the Snakemake runs
+    the tests start fork their workers from it instead of importing torch, transformers and
+    sentence-transformers again, about 6 CPU-seconds for each of some 25 runs. A run it cannot
+    serve starts a worker of its own, as without it; tests/test_worker.py tests both ways.
+
+    pytest's per-test variable differs between the runs of one process, and nothing reads it
+    when a module is imported: it is the one variable the template ignores."""
+    from xstilts import worker
+
+    if worker.why_not() or os.environ.get(worker.TEMPLATE_ENV):
+        yield None
+        return
+    handle = worker.start_template(tmp_path_factory.getbasetemp() / "worker-template.log", ROOT / "scripts",
+                                   ignore_env=("PYTEST_CURRENT_TEST",))
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module of tiny-model tests (use with pytest.mark.usefixtures).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -382,3 +383,79 @@ def test_repo_fingerprints_cover_every_script_quickly():
     assert set(found) == {p.stem for p in REPO_SCRIPTS.glob("*.py")}
     assert found["make_tables"] != found["finetune_target"]
     assert elapsed < 5, f"fingerprints() took {elapsed:.2f} s; the Snakefile calls it on every parse"
+
+
+# ---------------------------------------------------------------------------------------------
+# CachedPackage: the same fingerprints, read from a cache folder in later processes
+
+
+def cached(root: Path, cache: Path, name: str) -> str:
+    return codehash.CachedPackage(root / "pkg", cache).fingerprint(root / "scripts" / f"{name}.py")
+
+
+def test_the_cache_answers_what_the_analysis_answers_and_is_used(pkg, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    fresh = digests(pkg)
+    assert {n: cached(pkg, cache, n) for n in ("a", "b")} == fresh
+    [file] = (cache / "codehash").glob("*.json")
+    assert sorted(json.loads(file.read_text()).values()) == sorted(fresh.values())
+
+    # A later process reads the answers: the package is not parsed again.
+    def no_parse(*args):
+        raise AssertionError("parsed although the cache holds the answer")
+
+    monkeypatch.setattr(codehash, "Package", no_parse)
+    assert {n: cached(pkg, cache, n) for n in ("a", "b")} == fresh
+
+
+def test_any_edit_of_the_package_or_the_script_misses_the_cache(pkg, tmp_path):
+    cache = tmp_path / "cache"
+    before = {n: cached(pkg, cache, n) for n in ("a", "b")}
+    # An edit that changes the fingerprint, and one that does not (a comment): both miss the
+    # cache (its key is the bytes), and the answers are the analysis's.
+    edit(pkg / "pkg/training.py", "level * 2", "level * 3")
+    assert {n: cached(pkg, cache, n) for n in ("a", "b")} == digests(pkg) != before
+    edit(pkg / "pkg/tables.py", "return [x]", "return [x]  # a list")
+    assert {n: cached(pkg, cache, n) for n in ("a", "b")} == digests(pkg)
+    # A new module, even one nobody imports, is a new key.
+    (pkg / "pkg/extra.py").write_text("X = 1\n")
+    edit(pkg / "scripts/a.py", "pipeline.train_job('p')", "pipeline.table_job('p')")
+    assert cached(pkg, cache, "a") == digests(pkg)["a"] == digests(pkg)["b"]
+    assert len(list((cache / "codehash").glob("*.json"))) == 4
+
+
+def test_a_damaged_or_unwritable_cache_only_costs_the_computation(pkg, tmp_path):
+    cache = tmp_path / "cache"
+    fresh = digests(pkg)
+    cached(pkg, cache, "a")
+    [file] = (cache / "codehash").glob("*.json")
+    file.write_text('{"half a fi')
+    assert cached(pkg, cache, "a") == fresh["a"]
+    assert json.loads(file.read_text()) != {}  # rewritten whole
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert cached(pkg, blocked, "b") == fresh["b"]
+    assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("XSTILTS_CACHE_DIR", str(tmp_path / "x"))
+    assert codehash.default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("XSTILTS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert codehash.default_cache_dir() == tmp_path / "xdg" / "xstilts"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert codehash.default_cache_dir() == tmp_path / "home" / ".cache" / "xstilts"
+
+
+def test_the_cache_keeps_the_newest_files_only(pkg, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(codehash.CachedPackage, "KEEP", 2)
+    for n in range(4):
+        edit(pkg / "pkg/util.py", f"return x{' ' * n}\n", f"return x{' ' * (n + 1)}\n")
+        cached(pkg, cache, "a")
+        time.sleep(0.01)
+    kept = list((cache / "codehash").glob("*.json"))
+    assert len(kept) == 2
+    assert codehash.CachedPackage(pkg / "pkg", cache).library_key() + ".json" in {p.name for p in kept}

@@ -150,6 +150,37 @@ def test_the_watch_records_parent_and_grandparent_with_start_times():
         watch.stop()
 
 
+def test_a_forked_job_also_watches_the_workflow_process_it_serves(monkeypatch):
+    # A worker forked from a template is not a child of its workflow process: its jobs watch
+    # that process by pid and start time (jobcontrol.watch_workflow, set by xstilts.worker).
+    workflow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = jobcontrol.start_time(workflow.pid)
+        with open(f"/proc/{workflow.pid}/stat") as f:
+            assert started == int(f.read().rsplit(")", 1)[1].split()[19])
+        assert jobcontrol.alive(workflow.pid, started) and not jobcontrol.alive(workflow.pid, started + 1)
+        monkeypatch.setattr(jobcontrol, "_WORKFLOW", None)
+        jobcontrol.watch_workflow(workflow.pid, started)
+        gone = []
+        watch = jobcontrol.watch_parent(on_death=gone.append, interval=0.05)
+        try:
+            assert watch.also == [(workflow.pid, started)] and watch.gone() is None
+            time.sleep(0.2)
+            assert gone == []
+            workflow.kill()
+            deadline = time.monotonic() + 10
+            while not gone and time.monotonic() < deadline:
+                time.sleep(0.05)
+            workflow.wait()
+            assert gone == [workflow.pid]
+            assert not jobcontrol.alive(workflow.pid, started) and jobcontrol.start_time(workflow.pid) is None
+        finally:
+            watch.stop()
+    finally:
+        workflow.kill()
+        workflow.wait()
+
+
 # ------------------------------------------------------------------------------------------
 # JobLock
 

@@ -48,11 +48,26 @@ JOB = textwrap.dedent("""
     if action == "sleep":
         open(sys.argv[2], "w").write(str(os.getpid()))
         time.sleep(120)
+    if action == "watch":  # as a training job: stop when the workflow process is gone
+        from xstilts import jobcontrol
+
+        jobcontrol.watch_parent(interval=0.1)
+        open(sys.argv[2], "w").write(str(os.getpid()))
+        time.sleep(120)
 """)
 
 
 # The jobs' environment (pytest's per-test variable left out: it would differ between jobs).
 ENV = {k: v for k, v in worker.job_environment(1).items() if k not in ("PYTEST_CURRENT_TEST", worker.SOCKET_ENV)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_session_template():
+    """This module starts its own workers and templates: the test session's template
+    (tests/conftest.py) is not offered to them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(worker.TEMPLATE_ENV, raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +224,98 @@ def test_a_gpu_machine_or_the_switch_starts_no_worker(tmp_path):
     assert "GPU driver" in worker.why_not({}, (str(device),))
     assert worker.DISABLE_ENV in worker.why_not({worker.DISABLE_ENV: "1"}, ())
     assert worker.why_not({worker.DISABLE_ENV: "0"}, ()) == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# A template worker: each run's worker is forked from it instead of importing again
+
+# A workflow process: starts its worker (`worker.start`, as the Snakefile's onstart does), runs
+# the job of argv, prints what happened as JSON; with "kill" it ends without stopping its worker
+# (as a workflow killed with SIGKILL) while a "watch" job is running.
+RUN = textwrap.dedent("""
+    import json, os, subprocess, sys, time
+    sys.path.insert(0, {scripts!r})
+    from xstilts import worker
+
+    env = json.loads(sys.argv[1])
+    handle = worker.start(sys.argv[2], {scripts!r}, env=env)
+    out = {{"worker": handle.pid, "forked": handle.process is None}}
+    job = [sys.executable, sys.argv[3], *sys.argv[4:]]
+    if sys.argv[4] == "watch":
+        subprocess.Popen(job, env={{**env, worker.SOCKET_ENV: handle.socket_path}}, stdout=subprocess.DEVNULL,
+                         stderr=open(sys.argv[2] + ".job", "w"))
+        while not (os.path.exists(sys.argv[5]) and open(sys.argv[5]).read()):
+            time.sleep(0.02)
+        print(json.dumps(out), flush=True)
+        os._exit(0)
+    proc = subprocess.run(job, env={{**env, worker.SOCKET_ENV: handle.socket_path}}, capture_output=True, text=True)
+    out.update(status=proc.returncode, job=json.loads(proc.stdout.splitlines()[0]))
+    handle.stop()
+    out["running_after_stop"] = handle.running()
+    print(json.dumps(out), flush=True)
+""")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, library):
+    folder = tmp_path_factory.mktemp("template")
+    handle = worker.start_template(folder / "template.log", library, env=ENV, ignore_env=("PYTEST_CURRENT_TEST",))
+    socket_path = os.environ.pop(worker.TEMPLATE_ENV)  # offered only to the runs that name it
+    assert socket_path == handle.socket_path
+    yield handle
+    handle.stop()
+    assert not handle.running() and not Path(handle.folder).exists()
+
+
+def workflow_run(template, library, tmp_path, *job_args: str, env: dict | None = None) -> dict:
+    run = tmp_path / "run.py"
+    run.write_text(RUN.format(scripts=str(library)))
+    job = tmp_path / "job.py"
+    job.write_text(JOB.format(scripts=str(library)))
+    import json
+
+    proc = subprocess.run([sys.executable, str(run), json.dumps(env or ENV), str(tmp_path / "worker.log"), str(job),
+                           *job_args], env={**ENV, worker.TEMPLATE_ENV: template.socket_path},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_run_forks_its_worker_from_the_template_and_its_jobs_run_in_that_worker(template, library, tmp_path):
+    got = workflow_run(template, library, tmp_path, "exit", "3")
+    assert got["forked"] and got["status"] == 3
+    assert got["job"]["in_worker"] and got["job"]["ppid"] == got["worker"]  # a fork of the run's worker
+    assert not got["running_after_stop"] and template.running()
+    log = (tmp_path / "worker.log").read_text()
+    assert f"forked from the template worker (pid {template.pid})" in log and "modules imported in" not in log
+    assert re.search(rf"job pid {got['job']['pid']} exited with 3: ", log)
+    assert f"forked worker pid {got['worker']} for the workflow process" in Path(template.log_file).read_text()
+
+
+def test_a_killed_workflow_stops_its_forked_worker_and_the_jobs_it_runs(template, library, tmp_path):
+    pid_file = tmp_path / "job.pid"
+    got = workflow_run(template, library, tmp_path, "watch", str(pid_file))
+    assert got["forked"]
+    fork = int(pid_file.read_text())
+    assert wait_gone(fork, 30), "the job outlived its workflow process"
+    assert wait_gone(got["worker"], 30), "the forked worker outlived its workflow process"
+    assert "is gone; stopping" in (tmp_path / "worker.log.job").read_text()
+    log = (tmp_path / "worker.log").read_text()
+    assert f"job pid {fork} exited with 75" in log and "the workflow process is gone" in log
+    assert template.running()
+
+
+def test_a_run_the_template_cannot_serve_starts_a_worker_that_imports(template, library, tmp_path):
+    got = workflow_run(template, library, tmp_path, "exit", "0", env={**ENV, "OMP_NUM_THREADS": "2"})
+    assert not got["forked"] and got["status"] == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "not forked from the template worker (the template refused: the run's environment differs from " \
+           "the worker's in OMP_NUM_THREADS)" in log
+    assert "modules imported in" in log  # a worker of its own
+
+
+def test_a_template_runs_no_job_itself(template, job_script):
+    proc = subprocess.run([sys.executable, str(job_script), "exit", "0"], env={**ENV, worker.SOCKET_ENV: template.socket_path},
+                          capture_output=True, text=True, timeout=120)
+    got = report(proc)
+    assert proc.returncode == 0 and got["in_worker"] is False and "template worker" in got["reason"]

@@ -57,7 +57,10 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -198,6 +201,97 @@ class Package:
     def absolute(self, name: str | None) -> bool:
         """Whether ``name`` is a module of the package (anything else is ignored)."""
         return name in self.files
+
+
+class CachedPackage:
+    """:meth:`Package.fingerprint` with its answers kept in a cache folder between processes.
+
+    Fingerprinting the dozen rule scripts parses and dumps the whole package, about a second of
+    CPU at every Snakemake start (a dry run, a cluster job). The answer depends only on the bytes
+    of the package's ``*.py`` files and their paths in it, the script's bytes, this module's own
+    code and the Python version (``ast.dump`` differs between versions): the cache is keyed by a
+    sha256 over exactly those, so an edit anywhere in the package, or to this analysis, misses
+    it. One JSON file per key maps the sha256 of a script's bytes to its fingerprint.
+
+    The folder is ``XSTILTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/xstilts``, else
+    ``~/.cache/xstilts`` (subfolder ``codehash``). A folder that cannot be written, or a cache
+    file that cannot be read, only costs the computation; writes are atomic (a temporary file
+    renamed), so concurrent runs never read half a file. The newest ``KEEP`` files are kept.
+    """
+
+    KEEP = 64
+
+    def __init__(self, package_dir: str | Path, cache_dir: str | Path | None = None) -> None:
+        self.root = Path(package_dir).resolve()
+        self.folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "codehash"
+        self._package: Package | None = None
+        self._file: Path | None = None
+        self._entries: dict[str, str] | None = None
+
+    def package(self) -> Package:
+        """The parsed package (parsed on the first cache miss only)."""
+        if self._package is None:
+            self._package = Package(self.root)
+        return self._package
+
+    def library_key(self) -> str:
+        """sha256 over what every fingerprint of this package depends on but the script."""
+        h = hashlib.sha256()
+        h.update(f"{sys.version}\0{self.root.name}\0".encode())
+        h.update(Path(__file__).read_bytes())
+        for path in sorted(self.root.rglob("*.py")):
+            h.update(f"\0{path.relative_to(self.root).as_posix()}\0".encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
+    def fingerprint(self, script_path: str | Path) -> str:
+        """Same value as ``Package(package_dir).fingerprint(script_path)``."""
+        entries = self._load()
+        key = hashlib.sha256(Path(script_path).read_bytes()).hexdigest()
+        if key not in entries:
+            entries[key] = self.package().fingerprint(script_path)
+            self._save()
+        return entries[key]
+
+    def _load(self) -> dict[str, str]:
+        if self._entries is None:
+            if not self.root.is_dir():
+                raise FileNotFoundError(f"package directory {self.root} does not exist; pass the library's "
+                                        f"directory, e.g. scripts/xstilts")
+            self._file = self.folder / f"{self.library_key()}.json"
+            try:
+                entries = json.loads(self._file.read_text(encoding="utf-8"))
+                self._entries = {k: v for k, v in entries.items() if isinstance(v, str)}
+            except (OSError, ValueError, AttributeError):
+                self._entries = {}
+        return self._entries
+
+    def _save(self) -> None:
+        assert self._file is not None and self._entries is not None
+        tmp = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._entries, f, sort_keys=True)
+            os.replace(tmp, self._file)
+            tmp = None
+            files = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            for path in files[self.KEEP:]:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # no cache here: every start computes the fingerprints, nothing else changes
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
+def default_cache_dir() -> Path:
+    """``XSTILTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/xstilts``, else ``~/.cache/xstilts``."""
+    if os.environ.get("XSTILTS_CACHE_DIR"):
+        return Path(os.environ["XSTILTS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "xstilts"
 
 
 class _Module:

@@ -199,6 +199,32 @@ def _stat(pid: int) -> tuple[int, int, str] | None:
     return ppid, starttime, state
 
 
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot): with the pid, it names one process
+    for good, as pids are reused. None when there is no such living process."""
+    stat = _stat(pid)
+    return None if stat is None or stat[2] in ("Z", "X") else stat[1]
+
+
+def alive(pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (``start_time``) still runs."""
+    return started is not None and start_time(pid) == started
+
+
+#: The workflow process that a job forked by xstilts.worker serves, (pid, start time); set in
+#: the fork by ``watch_workflow``.
+_WORKFLOW: tuple[int, int | None] | None = None
+
+
+def watch_workflow(pid: int, started: int | None) -> None:
+    """In a fork of xstilts.worker: ``watch_parent`` also watches the workflow process ``pid``.
+
+    A worker forked from a template is not a child of the workflow process it serves, so that
+    process is not among its jobs' ancestors; it is watched by pid (and start time) instead."""
+    global _WORKFLOW
+    _WORKFLOW = (pid, started)
+
+
 def _ancestors(pid: int, depth: int) -> list[tuple[int, int]]:
     """(pid, start time) of up to ``depth`` living ancestors of ``pid``, nearest first. The chain
     stops below init (pid 1, which never dies) and at the first ancestor that is gone or a zombie."""
@@ -216,9 +242,11 @@ def _ancestors(pid: int, depth: int) -> list[tuple[int, int]]:
 class ParentWatch(threading.Thread):
     """The daemon thread of ``watch_parent``; ``stop()`` ends the watch without firing."""
 
-    def __init__(self, ancestors: list[tuple[int, int]], on_death: Callable[[int], Any], interval: float):
+    def __init__(self, ancestors: list[tuple[int, int]], on_death: Callable[[int], Any], interval: float,
+                 also: list[tuple[int, int | None]] = ()):
         super().__init__(name="xstilts-parent-watch", daemon=True)
         self.ancestors = ancestors
+        self.also = list(also)  # (pid, start time) of processes watched that are not ancestors
         self.on_death = on_death
         self.interval = interval
         self._stopped = threading.Event()
@@ -239,6 +267,9 @@ class ParentWatch(threading.Thread):
         for i, (pid, started) in enumerate(self.ancestors):
             if i >= len(now) or now[i] != (pid, started):
                 return pid
+        for pid, started in self.also:
+            if not alive(pid, started):
+                return pid
         return None
 
 
@@ -258,8 +289,9 @@ def watch_parent(on_death: Callable[[int], Any] | None = None, interval: float =
     snakemake is killed, bash lives on and only its parent changes, so watching our own parent
     is not enough: the chain of ``depth`` ancestors (parent and grandparent, with their start
     times so that a reused pid is not mistaken for them) is recorded now, and every ``interval``
-    seconds a daemon thread checks that each is still alive and still our ancestor. When one is
-    not, it calls ``on_death(pid of that ancestor)``; the default logs an error and exits at
+    seconds a daemon thread checks that each is still alive and still our ancestor (and, in a fork
+    of xstilts.worker, that the workflow process set by ``watch_workflow`` is alive). When one is
+    not, it calls ``on_death(pid of that process)``; the default logs an error and exits at
     once with status 75 (``PARENT_GONE_EXIT``; no cleanup, so the last checkpoint stays as it
     was written).
 
@@ -272,8 +304,9 @@ def watch_parent(on_death: Callable[[int], Any] | None = None, interval: float =
         log.info("%s is set: this job does not stop when the process that started it dies", NO_PARENT_WATCH_ENV)
         return None
     ancestors = _ancestors(os.getpid(), depth)
-    if not ancestors:
+    workflow = [_WORKFLOW] if _WORKFLOW is not None and _WORKFLOW not in ancestors else []
+    if not ancestors and not workflow:
         return None
-    watch = ParentWatch(ancestors, on_death or _stop_job, interval)
+    watch = ParentWatch(ancestors, on_death or _stop_job, interval, also=workflow)
     watch.start()
     return watch

@@ -30,6 +30,16 @@ only for the process that started it, while Snakemake starts each job as a progr
 this module is that idea for unrelated processes, with their standard streams passed over the
 socket (``socket.send_fds``), in one module of the standard library only.
 
+Templates (several runs in a row, as a test suite makes): ``start_template`` starts a worker that
+imports as above but runs no jobs, and puts its socket in ``XSTILTS_WORKER_TEMPLATE``. A run
+started with that variable set asks the template for its worker instead of importing again: the
+template forks a worker for that run (its socket, its log, the workflow process to watch), which
+then serves the run's jobs exactly as a worker of its own would. The template refuses when the
+run's Python, library folder, library files or environment differ from its own, and the run
+starts a worker that imports, with the reason in its log. A forked worker is not a child of its
+workflow process, so it and its jobs watch that process by pid (``jobcontrol.watch_workflow``):
+a killed workflow stops them as it stops a worker of its own.
+
 ``XSTILTS_NO_WORKER=1`` switches it off for a run. Under a cluster profile no worker is started:
 jobs run on other hosts; nor on a machine with a GPU driver (``why_not``). Linux only
 (``SOCK_SEQPACKET``, ``fork``); elsewhere every job runs in its own process.
@@ -63,6 +73,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from xstilts import jobcontrol
 from xstilts.jobcontrol import PARENT_GONE_EXIT
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,8 @@ log = logging.getLogger(__name__)
 SOCKET_ENV = "XSTILTS_WORKER"
 #: Set to 1 to run every job in a process of its own.
 DISABLE_ENV = "XSTILTS_NO_WORKER"
+#: The socket of a template worker (``start_template``) that runs fork their workers from.
+TEMPLATE_ENV = "XSTILTS_WORKER_TEMPLATE"
 
 #: Imported by the worker besides every module of the xstilts package (some are imported lazily
 #: by xstilts functions, so that light jobs and the command line never pay for them).
@@ -85,7 +98,7 @@ PRELOAD = ("torch", "transformers", "datasets", "sentence_transformers", "peft",
 #: CUDA starts, never in the worker; the worker sets the offline switches itself.
 PER_JOB_ENV = frozenset({"TMPDIR", "TMP", "TEMP", "TEMPDIR", "_", "SHLVL", "PWD", "OLDPWD", "PS1", "PS2",
                          "CUDA_VISIBLE_DEVICES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                         "TRANSFORMERS_OFFLINE", SOCKET_ENV})
+                         "TRANSFORMERS_OFFLINE", SOCKET_ENV, TEMPLATE_ENV})
 
 #: The thread-count variables Snakemake sets for a job (snakemake.shell); the worker is started
 #: with them at 1, the thread count of every xstilts rule.
@@ -94,6 +107,9 @@ THREAD_ENV = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 #: Seconds a job waits for the worker's answer before it runs in its own process instead.
 ANSWER_TIMEOUT = 300.0
+#: Seconds a run waits for a template's answer (it answers once it has imported) before it starts
+#: a worker that imports.
+TEMPLATE_TIMEOUT = 120.0
 
 #: True in a fork of the worker: ``delegate`` then never delegates again.
 IN_WORKER = False
@@ -189,12 +205,16 @@ def _forward_signals(pid: int) -> None:
         signal.signal(signum, forward)
 
 
-def identity() -> dict[str, str]:
-    """What a job and the worker must share: the Python and the library's folder."""
-    import xstilts
+def identity(library_parent: str | Path | None = None) -> dict[str, str]:
+    """What a job and the worker must share: the Python and the library's folder (the imported
+    xstilts, or the one in ``library_parent``)."""
+    if library_parent is None:
+        import xstilts
 
-    return {"python": os.path.realpath(sys.executable), "version": sys.version,
-            "library": os.path.realpath(os.path.dirname(xstilts.__file__))}
+        library = os.path.dirname(xstilts.__file__)
+    else:
+        library = os.path.join(library_parent, "xstilts")
+    return {"python": os.path.realpath(sys.executable), "version": sys.version, "library": os.path.realpath(library)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,23 +222,49 @@ def identity() -> dict[str, str]:
 
 
 class Handle:
-    """A started worker: its process, its socket and its folder (``stop`` removes them), its log."""
+    """A started worker: its process (started here, or forked by a template: ``pid`` only), its
+    socket and its folder (``stop`` removes them), its log, and the variable that names it."""
 
-    def __init__(self, process: subprocess.Popen, folder: str, socket_path: str, log_file: str | Path):
+    def __init__(self, process: subprocess.Popen | None, folder: str, socket_path: str, log_file: str | Path,
+                 pid: int | None = None, variable: str = SOCKET_ENV):
         self.process, self.folder, self.socket_path, self.log_file = process, folder, socket_path, log_file
+        self.pid = process.pid if process is not None else int(pid)  # type: ignore[arg-type]
+        self.started = jobcontrol.start_time(self.pid)
+        self.variable = variable
+
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return jobcontrol.alive(self.pid, self.started)
 
     def stop(self, timeout: float = 20.0) -> None:
         """End the worker (forks still running after 10 s get SIGTERM) and remove its socket folder."""
-        if self.process.poll() is None:
-            self.process.terminate()
+        if self.running():
+            self._signal(signal.SIGTERM)
+            if not self._wait(timeout):
+                self._signal(signal.SIGKILL)
+                self._wait(timeout)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if os.environ.get(self.variable) == self.socket_path:
+            del os.environ[self.variable]
+
+    def _signal(self, signum: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(signum)
+        elif self.running():  # never a reused pid
+            _kill(self.pid, signum)
+
+    def _wait(self, timeout: float) -> bool:
+        if self.process is not None:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        if os.environ.get(SOCKET_ENV) == self.socket_path:
-            del os.environ[SOCKET_ENV]
+                return False
+            return True
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.running()
 
 
 def job_environment(threads: int = 1) -> dict[str, str]:
@@ -234,28 +280,100 @@ def start(log_file: str | Path, library_parent: str | Path, env: dict[str, str] 
     ``library_parent`` is the folder holding the xstilts package the jobs import; ``env`` is the
     environment of the jobs it will serve (default: ``job_environment(1)``). The worker answers as
     soon as its socket exists; jobs that ask while it still imports wait in the socket's queue.
-    Its log (imports, each job's pid and status, refusals) goes to ``log_file``.
+    Its log (imports, each job's pid and status, refusals) goes to ``log_file``. With
+    ``XSTILTS_WORKER_TEMPLATE`` set, the worker is forked from that template when it accepts.
     """
-    folder = tempfile.mkdtemp(prefix="xstilts-worker-")  # mode 0700: only this user may connect
-    socket_path = os.path.join(folder, "socket")
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from xstilts.worker import main; "
-            "sys.exit(main(sys.argv[2:]))")
     env = dict(job_environment(1) if env is None else env)
     env.pop(SOCKET_ENV, None)
+    template = os.environ.get(TEMPLATE_ENV, "")
+    if template:
+        folder, socket_path = _socket_folder("xstilts-worker-")
+        pid, why = _ask_template(template, socket_path, log_file, library_parent, env)
+        if pid is not None:
+            handle = Handle(None, folder, socket_path, log_file, pid=pid)
+            why = _wait_for_socket(handle)
+            if not why:
+                os.environ[SOCKET_ENV] = socket_path
+                return handle
+            handle.stop()
+        with open(log_file, "a", encoding="utf-8") as out:
+            out.write(f"worker: not forked from the template worker ({why}); starting one that imports\n")
+    handle = _launch("xstilts-worker-", log_file, library_parent, env, [])
+    os.environ[SOCKET_ENV] = handle.socket_path
+    return handle
+
+
+def start_template(log_file: str | Path, library_parent: str | Path, env: dict[str, str] | None = None,
+                   ignore_env: tuple[str, ...] = ()) -> Handle:
+    """Start a template worker and set ``XSTILTS_WORKER_TEMPLATE``: the runs this process starts
+    fork their workers from it (``start``). ``env`` is their jobs' environment, as for ``start``;
+    ``ignore_env`` names more variables that may differ between runs and jobs (nothing may read
+    them at import; a test runner's per-test variable, for example). Ends with this process or
+    ``stop``; the workers it forked end with their own workflows."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    env = dict(job_environment(1) if env is None else env)
+    for name in (SOCKET_ENV, TEMPLATE_ENV):
+        env.pop(name, None)
+    extra = ["--template", *(["--ignore-env", ",".join(ignore_env)] if ignore_env else [])]
+    handle = _launch("xstilts-worker-template-", log_file, library_parent, env, extra, variable=TEMPLATE_ENV)
+    os.environ[TEMPLATE_ENV] = handle.socket_path
+    return handle
+
+
+def _socket_folder(prefix: str) -> tuple[str, str]:
+    folder = tempfile.mkdtemp(prefix=prefix)  # mode 0700: only this user may connect
+    return folder, os.path.join(folder, "socket")
+
+
+def _launch(prefix: str, log_file: str | Path, library_parent: str | Path, env: dict[str, str], extra: list[str],
+            variable: str = SOCKET_ENV) -> Handle:
+    """A worker process of its own (``main``), once its socket exists."""
+    folder, socket_path = _socket_folder(prefix)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from xstilts.worker import main; "
+            "sys.exit(main(sys.argv[2:]))")
     with open(log_file, "a", encoding="utf-8") as out:
-        process = subprocess.Popen([sys.executable, "-c", code, str(library_parent), socket_path, str(os.getpid())],
+        process = subprocess.Popen([sys.executable, "-c", code, str(library_parent), socket_path, str(os.getpid()),
+                                    *extra],
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + 60
-    while not os.path.exists(socket_path):
-        if process.poll() is not None or time.monotonic() > deadline:
-            handle = Handle(process, folder, socket_path, log_file)
-            handle.stop()
-            raise RuntimeError(f"the xstilts worker did not start (see {log_file})")
+    handle = Handle(process, folder, socket_path, log_file, variable=variable)
+    if _wait_for_socket(handle):
+        handle.stop()
+        raise RuntimeError(f"the xstilts worker did not start (see {log_file})")
+    return handle
+
+
+def _wait_for_socket(handle: Handle, seconds: float = 60) -> str:
+    """Wait until the worker listens; why it does not ("" when it does)."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(handle.socket_path):
+        if not handle.running():
+            return f"worker pid {handle.pid} ended before it listened"
+        if time.monotonic() > deadline:
+            return f"worker pid {handle.pid} did not listen within {seconds:.0f} s"
         time.sleep(0.02)
-    os.environ[SOCKET_ENV] = socket_path
-    return Handle(process, folder, socket_path, log_file)
+    return ""
+
+
+def _ask_template(template: str, socket_path: str, log_file: str | Path, library_parent: str | Path,
+                  env: dict[str, str]) -> tuple[int | None, str]:
+    """Ask the template at ``template`` to fork this run's worker: (its pid, "") or (None, why not)."""
+    request = {"spawn": {"socket": socket_path, "log": os.path.abspath(log_file), "workflow": os.getpid(),
+                         "identity": identity(library_parent), "env": env}}
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        sock.settimeout(TEMPLATE_TIMEOUT)
+        sock.connect(template)
+        sock.send(json.dumps(request).encode())
+        answer = _receive(sock)
+    except OSError as error:
+        return None, f"the template at {template} could not be reached: {error}"
+    finally:
+        sock.close()
+    if answer is None or "pid" not in answer:
+        return None, f"the template refused: {answer.get('refused') if answer else 'it closed the connection'}"
+    return int(answer["pid"]), ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,25 +381,29 @@ def start(log_file: str | Path, library_parent: str | Path, env: dict[str, str] 
 
 
 class Server:
-    """The worker process: imports, then forks one child per accepted job (see the module docstring)."""
+    """The worker process: imports, then forks one child per accepted job (see the module docstring);
+    a template (``template=True``) forks a worker per accepted run instead."""
 
-    def __init__(self, socket_path: str, parent: int):
-        self.parent = parent
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(socket_path)
-        self.listener.listen(128)
-        self.children: dict[int, socket.socket] = {}
+    def __init__(self, socket_path: str, parent: int, template: bool = False, ignored: tuple[str, ...] = ()):
+        self.parent = parent  # the workflow process served (the starting process, for a template)
+        self.parent_started = jobcontrol.start_time(parent)
+        self.template = template
+        self.ignored = frozenset(ignored)
+        self.listener = _listen(socket_path)
+        self.children: dict[int, socket.socket | None] = {}  # None: a worker forked by a template
         self.stopping = False
         self.env: dict[str, str] = {}
         self.identity: dict[str, str] = {}
         self.sources: dict[str, tuple[int, int]] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._wake: tuple[int, ...] = ()
 
     # ----- setup
     def preload(self) -> None:
         """Import what jobs import; remember the environment and the library files as imported."""
         from xstilts.pipeline import offline_mode
 
-        self.env = _comparable(os.environ)
+        self.env = self._comparable(os.environ)
         offline_mode()  # the switches are read when huggingface_hub is imported; jobs set them anyway
         started = time.monotonic()
         import xstilts
@@ -305,13 +427,14 @@ class Server:
     # ----- the loop
     def serve(self) -> None:
         wake_read, wake_write = os.pipe()
+        self._wake = (wake_read, wake_write)
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the jobs, which forward it
-        selector = selectors.DefaultSelector()
+        selector = self._selector = selectors.DefaultSelector()
         selector.register(self.listener, selectors.EVENT_READ, "accept")
         selector.register(wake_read, selectors.EVENT_READ, "signal")
         while not self.stopping:
@@ -325,9 +448,11 @@ class Server:
                     except BlockingIOError:
                         pass
             self._reap()
-            if os.getppid() != self.parent:
+            if not jobcontrol.alive(self.parent, self.parent_started):
                 print("worker: the workflow process is gone; stopping", flush=True)
                 break
+        if self.template:
+            return  # the workers it forked serve their own workflows, and end with them
         # Running forks stop by themselves when their job processes go (each watches its
         # connection and the workflow process, and logs why it stops); the stragglers get SIGTERM.
         for grace, signum in ((10.0, signal.SIGTERM), (5.0, signal.SIGKILL)):
@@ -351,7 +476,8 @@ class Server:
                 return
             conn = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
-            print(f"worker: job pid {pid} exited with {code}: {usage.ru_utime + usage.ru_stime:.1f} s CPU, "
+            what = "forked worker" if self.template else "job"
+            print(f"worker: {what} pid {pid} exited with {code}: {usage.ru_utime + usage.ru_stime:.1f} s CPU, "
                   f"peak resident memory {usage.ru_maxrss / 1024:.0f} MiB", flush=True)
             if conn is not None:
                 try:
@@ -371,6 +497,9 @@ class Server:
             data, fds, _, _ = socket.recv_fds(conn, _MAX_MESSAGE, 3)
             conn.settimeout(None)  # the fork's watch blocks on it for the job's whole life
             request = json.loads(data)
+            if "spawn" in request:
+                self._spawn(conn, request["spawn"], fds)
+                return
             refusal = self.refusal(request, fds)
             if refusal:
                 print(f"worker: refused {request.get('script')}: {refusal}", flush=True)
@@ -394,20 +523,95 @@ class Server:
 
     def refusal(self, request: dict[str, Any], fds: list[int]) -> str:
         """Why this worker cannot run ``request`` as a fresh process would ("" when it can)."""
+        if self.template:
+            return "this is a template worker: it forks a worker for each workflow run, and runs no job"
         if len(fds) != 3:
             return "the job did not pass its standard input, output and error"
+        return self._differences(request, "job")
+
+    def _differences(self, request: dict[str, Any], what: str) -> str:
+        """How a job's (or a run's) Python, library and environment differ from this process's imports."""
         if request.get("identity") != self.identity:
             mine, theirs = self.identity, request.get("identity") or {}
             which = [k for k in mine if mine[k] != theirs.get(k)]
-            return f"another {' and '.join(which) or 'job format'} than the worker's"
+            return f"another {' and '.join(which) or f'{what} format'} than the worker's"
         changed = _changed(self.sources, _library_sources())
         if changed:
             return f"the xstilts library changed since the worker imported it ({changed})"
-        env = _comparable(request.get("env") or {})
+        env = self._comparable(request.get("env") or {})
         differ = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
         if differ:
-            return f"the job's environment differs from the worker's in {', '.join(differ[:8])}"
+            return f"the {what}'s environment differs from the worker's in {', '.join(differ[:8])}"
         return ""
+
+    def _comparable(self, env: Any) -> dict[str, str]:
+        return {k: v for k, v in dict(env).items() if k not in PER_JOB_ENV and k not in self.ignored}
+
+    # ----- a template's side
+    def _spawn(self, conn: socket.socket, spawn: dict[str, Any], fds: list[int]) -> None:
+        """Fork a worker for the workflow run that asks (``spawn``), answer its pid."""
+        if not self.template:
+            refusal = "this worker serves one workflow run; only a template forks workers"
+        elif fds:
+            refusal = "a request for a worker passes no file descriptors"
+        else:
+            refusal = self._differences(spawn, "run")
+        workflow = int(spawn.get("workflow", 0))
+        started = jobcontrol.start_time(workflow) if workflow > 1 else None
+        if not refusal and started is None:
+            refusal = f"the workflow process {workflow} is gone"
+        if refusal:
+            print(f"worker: refused a worker for the workflow process {workflow}: {refusal}", flush=True)
+            conn.send(json.dumps({"refused": refusal}).encode())
+            conn.close()
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            conn.close()
+            self._become_worker(spawn["socket"], spawn["log"], workflow, started)  # never returns
+        self.children[pid] = None
+        conn.send(json.dumps({"pid": pid}).encode())
+        conn.close()
+        print(f"worker: forked worker pid {pid} for the workflow process {workflow} (log {spawn['log']})", flush=True)
+
+    def _become_worker(self, socket_path: str, log_file: str, workflow: int, started: int) -> None:
+        """In a template's fork: become the worker of one workflow run, serve it, exit."""
+        code = 0
+        try:
+            os.setsid()
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            self.listener.close()
+            if self._selector is not None:
+                self._selector.close()
+            for fd in self._wake:
+                os.close(fd)
+            self.children = {}  # the template's other workers are not this one's
+            out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            null = os.open(os.devnull, os.O_RDONLY)
+            for fd, target in ((null, 0), (out, 1), (out, 2)):
+                os.dup2(fd, target)
+            os.close(out)
+            os.close(null)
+            template = os.getppid()
+            self.template = False
+            self.parent, self.parent_started = workflow, started
+            self.listener = _listen(socket_path)
+            print(f"worker: forked from the template worker (pid {template}), its {len(sys.modules)} modules "
+                  f"imported; pid {os.getpid()}", flush=True)
+            self.serve()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
 
     def _child(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
         """In the fork: become the job process, run its script, exit with its status."""
@@ -429,6 +633,7 @@ class Server:
             os.environ.update(request["env"])
             tempfile.tempdir = None  # the job's TMPDIR
             sys.argv = list(request["argv"])
+            jobcontrol.watch_workflow(self.parent, self.parent_started)
             _watch_job(conn)
             code = _run_script(request["script"])
         except BaseException:
@@ -477,8 +682,11 @@ def _watch_job(conn: socket.socket) -> None:
     threading.Thread(target=watch, name="xstilts-job-watch", daemon=True).start()
 
 
-def _comparable(env: Any) -> dict[str, str]:
-    return {k: v for k, v in dict(env).items() if k not in PER_JOB_ENV}
+def _listen(socket_path: str) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(socket_path)
+    listener.listen(128)
+    return listener
 
 
 def _library_sources() -> dict[str, tuple[int, int]]:
@@ -506,9 +714,11 @@ def _kill(pid: int, signum: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``serve SOCKET PARENT_PID`` as started by ``start``."""
-    socket_path, parent = argv[0], int(argv[1])
-    server = Server(socket_path, parent)
+    """``SOCKET PARENT_PID [--template [--ignore-env NAME,...]]`` as started by ``start`` and
+    ``start_template``."""
+    socket_path, parent, flags = argv[0], int(argv[1]), argv[2:]
+    ignored = tuple(flags[flags.index("--ignore-env") + 1].split(",")) if "--ignore-env" in flags else ()
+    server = Server(socket_path, parent, template="--template" in flags, ignored=ignored)
     server.preload()
     server.serve()
     return 0
