@@ -111,11 +111,24 @@ def tiny_encoder(tiny_bench, tmp_path_factory) -> Path:
     return out
 
 
-#: Test modules whose module fixtures run the workflow for minutes, longest first. pytest-xdist
-#: (``--dist loadfile`` in pyproject.toml: a module's tests, and so its fixtures, stay on one
-#: worker) hands modules out in collection order, so these go first and the short modules fill
-#: in around them; a long module collected last would otherwise run alone at the end.
-SLOW_MODULES = ("test_slurm.py", "test_workflow.py", "test_reliability.py", "test_reasoning.py", "test_real_data.py")
+#: The test modules that take longest, longest first (seconds in the suite on the 2-core AMD EPYC,
+#: 2026-12-07: 433, 335, 185, 181, 81, 32, 26, 25, 16, 11, 9, 8, 8; the first five run the
+#: workflow). pytest-xdist (``--dist loadfile`` in pyproject.toml: a module's tests, and so its
+#: fixtures, stay in one process) hands modules out in collection order, so these go first and
+#: the short modules fill in around them; a long module handed out last would run alone at the end.
+SLOW_MODULES = ("test_workflow.py", "test_slurm.py", "test_architectures.py", "test_reliability.py", "test_reasoning.py",
+                "test_real_data.py", "test_worker.py", "test_paper_preset.py", "test_bench_training.py",
+                "test_pretrain.py", "test_comparison.py", "test_gpu_slots.py", "test_paper.py")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``--numprocesses logical`` (pyproject.toml): one test process per core, plus one. Some
+    modules spend minutes waiting rather than computing: the SLURM scenario waits for the
+    plugin's status checks (about 36 s per stage of the grid, with jobs of 10 to 15 s), the
+    fault drills for processes they kill. The extra process keeps the cores busy meanwhile.
+    ``--maxprocesses`` still caps the count; ``-n N`` sets it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -34,7 +34,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
 from xstilts.errors import TrainingError  # noqa: F401 (raised here, importable from here)
 from xstilts.features import IGNORE, Encoded
@@ -527,6 +526,10 @@ def train(model: Any, tasks: list[TaskData], tokenizer: Any, hp: dict[str, Any],
     device = accelerator.device
     n_steps = total_steps(tasks, hp)
     optimizer = optimizer_for(model, hp, device)
+    # Imported here: transformers.optimization pulls in its trainer utilities and peft (1.7 CPU-s),
+    # which a prediction job, also a user of this module, never needs.
+    from transformers import get_linear_schedule_with_warmup
+
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * n_steps), n_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     collators = {t.name: collator(t.format, tokenizer, t.hp) for t in tasks}
