@@ -17,6 +17,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+#: What importing sentence-transformers sets in os.environ (measured with its pinned version).
+LIBRARY_SET_ENV = ("KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "TORCHINDUCTOR_CACHE_DIR")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def worker_template(tmp_path_factory):
     """A template worker for this test process (xstilts.worker, "Templates"): the Snakemake runs
@@ -24,15 +28,18 @@ def worker_template(tmp_path_factory):
     sentence-transformers again, about 6 CPU-seconds for each of some 25 runs. A run it cannot
     serve starts a worker of its own, as without it; tests/test_worker.py tests both ways.
 
-    pytest's per-test variable differs between the runs of one process, and nothing reads it
-    when a module is imported: it is the one variable the template ignores."""
+    The template ignores variables that differ between the runs of one process and that no
+    import reads differently: pytest's per-test variable, and those that sentence-transformers'
+    import sets in this process once a test has imported it (torch's inductor cache folder,
+    Intel OpenMP switches that torch's GNU OpenMP ignores): the template's own import sets them
+    to the same values. Any other difference makes a run import in a worker of its own."""
     from xstilts import worker
 
     if worker.why_not() or os.environ.get(worker.TEMPLATE_ENV):
         yield None
         return
     handle = worker.start_template(tmp_path_factory.getbasetemp() / "worker-template.log", ROOT / "scripts",
-                                   ignore_env=("PYTEST_CURRENT_TEST",))
+                                   ignore_env=("PYTEST_CURRENT_TEST", *LIBRARY_SET_ENV))
     yield handle
     handle.stop()
 
