@@ -8,7 +8,8 @@ Elsewhere the cluster tests are skipped, with the reason, when no cluster answer
 needs no cluster.
 
 The cluster scenario runs a slice of the reduced grid (tests/configs/smoke.yaml, ``SLURM_GRID``:
-two encoders, a trained and a retrieval target: every kind of job, local and submitted) through
+two encoders, a trained and a retrieval target: every kind of job, local and submitted; less
+data and training) through
 `snakemake --profile profiles/slurm` twice in one directory:
 
 1. with a config that makes the intermediate training (MNLI) fail inside its SLURM job (a
@@ -61,10 +62,15 @@ BROKEN_CONFIG = {"intermediate": {"hparams": {"learning_rate": 1.0e30}}}
 # A slice of the smoke grid: what the SLURM scenario checks (submission, logs, retries, SLURM's
 # records, a rerun, tables equal to a local run) needs every kind of job, not every task;
 # tests/test_workflow.py runs the whole smoke grid, variant rows included. Two encoders
-# (baseline, MNLI), XNLI (trained, predicted) and Tatoeba (embedded, searched).
-SLURM_GRID = {"intermediate": {"tasks": ["mnli"], "multitask": {"enabled": False},
+# (baseline, MNLI), XNLI (trained, predicted) and Tatoeba (embedded, searched). Nothing here
+# checks what a model learns, so the slice trains less than the smoke grid (a third of MNLI and
+# of the corpus, one epoch each): its jobs run twice, on SLURM and in the local run.
+SLURM_GRID = {"data": {"synthetic": {"sizes": {"mnli": {"train": 500}, "mlm_corpus": {"train": 500}}}},
+              "models": [{"name": "xlmr-smoke", "extends": "xlmr-demo",
+                          "pretrain": {"vocab_size": 1000, "hparams": {"epochs": 1}}}],
+              "intermediate": {"tasks": ["mnli"], "multitask": {"enabled": False},
                                "variants": {"mlm": {"tasks": []}, "translated": {"tasks": []}}},
-              "targets": {"tasks": ["xnli", "tatoeba"]}}
+              "targets": {"tasks": ["xnli", "tatoeba"], "task_hparams": {"xnli": {"epochs": 1}}}}
 
 
 def command(*args: str) -> dict:
