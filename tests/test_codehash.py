@@ -404,7 +404,7 @@ def test_the_cache_answers_what_the_analysis_answers_and_is_used(pkg, tmp_path, 
     def no_parse(*args):
         raise AssertionError("parsed although the cache holds the answer")
 
-    monkeypatch.setattr(codehash, "Package", no_parse)
+    monkeypatch.setattr(codehash, "_parse", no_parse)
     assert {n: cached(pkg, cache, n) for n in ("a", "b")} == fresh
 
 

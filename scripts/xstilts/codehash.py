@@ -222,25 +222,20 @@ class CachedPackage:
     KEEP = 64
 
     def __init__(self, package_dir: str | Path, cache_dir: str | Path | None = None) -> None:
-        self.root = Path(package_dir).resolve()
+        self.package = Package(package_dir)  # lists the files; modules are parsed on a cache miss only
         self.folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "codehash"
-        self._package: Package | None = None
         self._file: Path | None = None
         self._entries: dict[str, str] | None = None
 
-    def package(self) -> Package:
-        """The parsed package (parsed on the first cache miss only)."""
-        if self._package is None:
-            self._package = Package(self.root)
-        return self._package
-
     def library_key(self) -> str:
-        """sha256 over what every fingerprint of this package depends on but the script."""
+        """sha256 over what every fingerprint of this package depends on but the script: the
+        files the analysis reads (``Package.files``), this module and the Python version."""
+        root = self.package.root
         h = hashlib.sha256()
-        h.update(f"{sys.version}\0{self.root.name}\0".encode())
+        h.update(f"{sys.version}\0{root.name}\0".encode())
         h.update(Path(__file__).read_bytes())
-        for path in sorted(self.root.rglob("*.py")):
-            h.update(f"\0{path.relative_to(self.root).as_posix()}\0".encode())
+        for path in sorted(p for p in self.package.files.values() if p is not None):
+            h.update(f"\0{path.relative_to(root).as_posix()}\0".encode())
             h.update(path.read_bytes())
         return h.hexdigest()
 
@@ -249,15 +244,12 @@ class CachedPackage:
         entries = self._load()
         key = hashlib.sha256(Path(script_path).read_bytes()).hexdigest()
         if key not in entries:
-            entries[key] = self.package().fingerprint(script_path)
+            entries[key] = self.package.fingerprint(script_path)
             self._save()
         return entries[key]
 
     def _load(self) -> dict[str, str]:
         if self._entries is None:
-            if not self.root.is_dir():
-                raise FileNotFoundError(f"package directory {self.root} does not exist; pass the library's "
-                                        f"directory, e.g. scripts/xstilts")
             self._file = self.folder / f"{self.library_key()}.json"
             try:
                 entries = json.loads(self._file.read_text(encoding="utf-8"))

@@ -502,13 +502,9 @@ class Server:
                 return
             refusal = self.refusal(request, fds)
             if refusal:
-                print(f"worker: refused {request.get('script')}: {refusal}", flush=True)
-                conn.send(json.dumps({"refused": refusal}).encode())
-                conn.close()
+                self._refuse(conn, str(request.get("script")), refusal)
                 return
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
+            pid = self._fork()
             if pid == 0:
                 self._child(conn, fds, request)  # never returns
             self.children[pid] = conn
@@ -544,6 +540,19 @@ class Server:
             return f"the {what}'s environment differs from the worker's in {', '.join(differ[:8])}"
         return ""
 
+    @staticmethod
+    def _refuse(conn: socket.socket, what: str, refusal: str) -> None:
+        print(f"worker: refused {what}: {refusal}", flush=True)
+        conn.send(json.dumps({"refused": refusal}).encode())
+        conn.close()
+
+    @staticmethod
+    def _fork() -> int:
+        """``os.fork`` with this process's output flushed first (the child would write it again)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return os.fork()
+
     def _comparable(self, env: Any) -> dict[str, str]:
         return {k: v for k, v in dict(env).items() if k not in PER_JOB_ENV and k not in self.ignored}
 
@@ -561,13 +570,9 @@ class Server:
         if not refusal and started is None:
             refusal = f"the workflow process {workflow} is gone"
         if refusal:
-            print(f"worker: refused a worker for the workflow process {workflow}: {refusal}", flush=True)
-            conn.send(json.dumps({"refused": refusal}).encode())
-            conn.close()
+            self._refuse(conn, f"a worker for the workflow process {workflow}", refusal)
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid = self._fork()
         if pid == 0:
             conn.close()
             self._become_worker(spawn["socket"], spawn["log"], workflow, started)  # never returns
