@@ -44,6 +44,19 @@ def worker_template(tmp_path_factory):
     handle.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def snakemake_server(tmp_path_factory):
+    """The fork server for this test process's Snakemake runs (tests/snakemake_server.py): it
+    imports Snakemake and its plugins once, at the first run, instead of once per run. Runs
+    differing from it in what sentence-transformers' import sets (see ``worker_template``)
+    are served too: Snakemake's imports read none of those variables."""
+    import snakemake_server
+
+    snakemake_server.enable(tmp_path_factory.getbasetemp() / "snakemake-server", ROOT, ignore_env=LIBRARY_SET_ENV)
+    yield
+    snakemake_server.stop()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module of tiny-model tests (use with pytest.mark.usefixtures).

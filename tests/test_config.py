@@ -6,11 +6,10 @@ import copy
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
+import snakemake_server
 from conftest import ROOT
 
 from xstilts.config import ConfigError, deep_merge, hparam_defaults, hparams_for, resolve, schema
@@ -221,9 +220,8 @@ def _snakefile_copy(tmp_path):
 
 
 def _dry_run(copy, *args):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "-n",
-                           "--directory", str(copy.parent / "run"), *args],
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    proc = snakemake_server.run(["-s", str(copy / "Snakefile"), "-n", "--directory", str(copy.parent / "run"), *args],
+                                cwd=os.getcwd(), env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
 

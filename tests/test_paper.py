@@ -10,11 +10,11 @@ import json
 import math
 import os
 import shutil
-import subprocess
 
 import pandas as pd
 import pytest
 
+import snakemake_server
 from conftest import ROOT
 from test_workflow import snakemake
 from xstilts import paper, tables
@@ -257,8 +257,8 @@ def test_the_build_fails_when_the_paper_references_a_file_no_rule_produces(tmp_p
     copy = workflow_copy(tmp_path)
     results = copy / "paper/sections/results.tex"
     results.write_text(results.read_text() + "\n\\input{generated/no_such_table.tex}\n")
-    proc = subprocess.run([*__import__("test_workflow").SNAKEMAKE, "-s", str(copy / "Snakefile"), "-n",
-                           "--directory", str(tmp_path / "run"), "paper"], capture_output=True, text=True)
+    proc = snakemake_server.run(["-s", str(copy / "Snakefile"), "-n", "--directory", str(tmp_path / "run"), "paper"],
+                                cwd=os.getcwd(), env=dict(os.environ))
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "MissingInputException" in output and "results/demo/paper/xlmr-demo/generated/no_such_table.tex" in output

@@ -17,12 +17,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import snakemake_server
 from conftest import ROOT
 from hub_server import Server
 from test_converters import (MNLI_HEADER, XNLI_HEADER, mnli_row, qa, squad, tar_bytes, tsv, xnli_row,
@@ -227,9 +227,8 @@ def run_config(pins: Path) -> dict:
 
 
 def snakemake(workdir: Path, configfile: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--config", "preset=paper", "--cores", "2", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return snakemake_server.run(["-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+                                 str(configfile), "--config", "preset=paper", "--cores", "2", *args], cwd=ROOT, env=env)
 
 
 @pytest.mark.workflow

@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import snakemake_server
 from conftest import ROOT
 from test_workflow import PAPER_JOBS
 
@@ -79,7 +80,8 @@ def command(*args: str) -> dict:
 
 
 def snakemake(*args: str, timeout: int = TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(**command(*args), capture_output=True, timeout=timeout)
+    run = command(*args)
+    return snakemake_server.run(run["args"][3:], cwd=run["cwd"], env=run["env"], timeout=timeout)
 
 
 def check(proc: subprocess.CompletedProcess) -> str:

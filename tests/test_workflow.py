@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+import snakemake_server
 from conftest import ROOT
 from xstilts.paper_build import toolchain_available
 from xstilts.tasks import DATASETS, INTERMEDIATE_TASKS, TARGET_TASKS, TARGET_TRAININGS
@@ -45,8 +45,7 @@ REQUIRE_TEX = os.environ.get("XSTILTS_REQUIRE_TEX") == "1"
 
 def snakemake(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
-    proc = subprocess.run(cmd, cwd=cwd or ROOT, env=env, capture_output=True, text=True)
+    proc = snakemake_server.run(["-s", str(ROOT / "Snakefile"), *args], cwd=cwd or ROOT, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -64,7 +63,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def test_lint_reports_nothing():
-    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
+    proc = snakemake_server.run(["--lint"], cwd=ROOT, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -382,8 +381,8 @@ def test_changing_a_caption_or_the_plot_style_reruns_only_presentation(smoke_run
     captions.write_text(captions.read_text().replace("Change over the baseline", "Gain over the baseline"))
     style = copy / "paper/figures.mplstyle"
     style.write_text(style.read_text() + "axes.grid: True\n")
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), *SMOKE, "-n",
-                           "--directory", str(smoke_runs[0])], capture_output=True, text=True)
+    proc = snakemake_server.run(["-s", str(copy / "Snakefile"), *SMOKE, "-n", "--directory", str(smoke_runs[0])],
+                                cwd=os.getcwd(), env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert set(counts) - {"total"} <= PRESENTATION, counts
@@ -405,8 +404,8 @@ def insert_statement(module: Path, function: str, statement: str) -> None:
 
 
 def dry_run_with(copy: Path, workdir: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(copy / "Snakefile"), *SMOKE, "-n",
-                           "--directory", str(workdir)], capture_output=True, text=True)
+    proc = snakemake_server.run(["-s", str(copy / "Snakefile"), *SMOKE, "-n", "--directory", str(workdir)],
+                                cwd=os.getcwd(), env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
