@@ -271,9 +271,31 @@ def test_the_variant_rows_train_score_and_fill_their_tables(smoke_runs):
     assert "\\input{tables/variant_mlm.tex}" in body and "\\input{tables/variant_translated.tex}" in body
 
 
+#: The XNLI training of the learning check: 5 epochs instead of the smoke grid's 1 (tests/configs/smoke.yaml).
+XNLI_EPOCHS = 5
+BASELINE_XNLI = f"{RUN}/target/xlmr-smoke/baseline/xnli/seed0/metrics.json"
+
+
+@pytest.fixture(scope="module")
+def xnli_trained_longer(smoke_runs, tmp_path_factory):
+    """The first run copied (times kept), and its baseline encoder's XNLI training run again there
+    with XNLI_EPOCHS epochs: a config file over the smoke grid's, and that one output asked for.
+    Returns the copy and Snakemake's job counts."""
+    copy = tmp_path_factory.mktemp("xnli") / "copy"
+    shutil.copytree(smoke_runs[0], copy, symlinks=True)
+    longer = copy.parent / "xnli_epochs.yaml"
+    longer.write_text(f"targets:\n  task_hparams:\n    xnli: {{epochs: {XNLI_EPOCHS}}}\n")
+    proc = snakemake("--configfile", SMOKE[1], str(longer), "--cores", "2", "--directory", str(copy), BASELINE_XNLI)
+    return copy, job_counts(proc.stdout + proc.stderr)
+
+
 @pytest.mark.workflow
-def test_xnli_english_dev_is_clearly_above_chance(smoke_runs):
-    metrics = json.loads((smoke_runs[0] / f"{RUN}/target/xlmr-smoke/baseline/xnli/seed0/metrics.json").read_text())
+def test_xnli_english_dev_is_clearly_above_chance(xnli_trained_longer):
+    copy, counts = xnli_trained_longer
+    assert counts == {"finetune_target": 1, "total": 1}  # that training alone, on the grid's own encoder
+    metrics = json.loads((copy / BASELINE_XNLI).read_text())
+    assert metrics["job"]["hparams"]["epochs"] == XNLI_EPOCHS
+    assert len(metrics["result"]["history"]) == XNLI_EPOCHS  # one dev evaluation per epoch
     accuracy = metrics["result"]["dev"]["xnli"]["sets"]["mnli/en/dev"]["accuracy"]
     assert accuracy > 45.0, f"English XNLI dev accuracy {accuracy:.1f} is not clearly above chance (33.3)"
 
