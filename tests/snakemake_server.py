@@ -132,6 +132,11 @@ def _run_forked(server: Server, cmd: list[str], cwd: str, env: dict[str, str],
         sock.connect(server.socket_path)
         request = {"argv": cmd[2:], "cwd": os.path.abspath(cwd), "env": dict(env)}
         socket.send_fds(sock, [json.dumps(request).encode()], [stdin, out_w, err_w])
+    except OSError as error:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        sock.close()
+        raise RuntimeError(f"the Snakemake fork server does not answer ({error}); its log: {server.log}") from error
     finally:
         for fd in (stdin, out_w, err_w):
             os.close(fd)
