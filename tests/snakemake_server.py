@@ -168,34 +168,35 @@ def _run_forked(server: Server, cmd: list[str], cwd: str, env: dict[str, str],
                         status = int(message["status"])
                     selector.unregister(sock)
                     continue
-                data = os.read(key.fd, 65536)
-                if data:
-                    chunks[key.fd].append(data)
-                else:
-                    selector.unregister(key.fd)
-                    os.close(key.fd)
+                _read(selector, key.fd, chunks)
     sock.close()
     if status is None:
         raise RuntimeError(f"the Snakemake server ended before run pid {pid} reported its exit status")
     return subprocess.CompletedProcess(cmd, status, _text(b"".join(chunks[out_r])), _text(b"".join(chunks[err_r])))
 
 
+def _read(selector: selectors.BaseSelector, fd: int, chunks: dict[int, list[bytes]]) -> None:
+    """One read of a run's pipe into ``chunks``; at the pipe's end, it is unregistered and closed."""
+    data = os.read(fd, 65536)
+    if data:
+        chunks[fd].append(data)
+    else:
+        selector.unregister(fd)
+        os.close(fd)
+
+
 def _drain(selector: selectors.BaseSelector, chunks: dict[int, list[bytes]], out_r: int, err_r: int) -> tuple[bytes, bytes]:
-    """What the killed run's pipes still hold (as subprocess.run reads after a timeout), briefly."""
+    """What the killed run's pipes still hold (as subprocess.run reads after a timeout), briefly;
+    the pipes still open are closed."""
     end = time.monotonic() + 5
     while any(fd in selector.get_map() for fd in chunks) and time.monotonic() < end:
         for key, _ in selector.select(0.5):
-            if key.fd not in chunks:
-                continue
-            data = os.read(key.fd, 65536)
-            if data:
-                chunks[key.fd].append(data)
-            else:
-                selector.unregister(key.fd)
+            if key.fd in chunks:
+                _read(selector, key.fd, chunks)
     for fd in chunks:
         if fd in selector.get_map():
             selector.unregister(fd)
-        os.close(fd)
+            os.close(fd)
     return b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
 

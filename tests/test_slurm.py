@@ -81,7 +81,7 @@ def command(*args: str) -> dict:
 
 def snakemake(*args: str, timeout: int = TIMEOUT_S) -> subprocess.CompletedProcess:
     run = command(*args)
-    return snakemake_server.run(run["args"][3:], cwd=run["cwd"], env=run["env"], timeout=timeout)
+    return snakemake_server.run(run["args"][len(SNAKEMAKE):], cwd=run["cwd"], env=run["env"], timeout=timeout)
 
 
 def check(proc: subprocess.CompletedProcess) -> str:
